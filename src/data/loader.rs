@@ -1,0 +1,56 @@
+//! Parallel clip loading with the `skip_bad_files` policy.
+
+use rayon::prelude::*;
+
+use super::clip::ClipAudio;
+use crate::error::Result;
+use crate::progress::Progress;
+
+/// Clips that loaded, and the ones skipped because they were unreadable.
+#[derive(Debug)]
+pub struct LoadedClips {
+    /// `(index into the input, samples)` for every clip that loaded, in input order.
+    pub loaded: Vec<(usize, Vec<f32>)>,
+    /// `(index, error message)` for every skipped clip.
+    pub skipped: Vec<(usize, String)>,
+}
+
+/// Loads `clips` at `sample_rate` in parallel. With `skip_bad_files` an unreadable clip is
+/// skipped (and logged); without it the first error (in input order) is returned.
+pub fn load_clips(
+    clips: &[ClipAudio],
+    sample_rate: u32,
+    skip_bad_files: bool,
+    progress: &dyn Progress,
+) -> Result<LoadedClips> {
+    let results: Vec<Result<Vec<f32>>> = clips
+        .par_iter()
+        .map(|clip| {
+            let r = clip.load(sample_rate);
+            progress.advance(1);
+            r
+        })
+        .collect();
+    let mut out = LoadedClips {
+        loaded: Vec::with_capacity(clips.len()),
+        skipped: Vec::new(),
+    };
+    for (i, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(samples) => out.loaded.push((i, samples)),
+            Err(e) if skip_bad_files => {
+                tracing::warn!("skipping unreadable clip: {e}");
+                out.skipped.push((i, e.to_string()));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if !out.skipped.is_empty() {
+        tracing::warn!(
+            "skipped {} of {} clips (skip_bad_files: true)",
+            out.skipped.len(),
+            clips.len()
+        );
+    }
+    Ok(out)
+}

@@ -1,0 +1,17 @@
+//! Corpora and tasks: where audio comes from (the built-in synthetic corpus, folders, CSV
+//! manifests, the layout of `make_tasks.sh`), how clips are loaded, and their splits.
+
+mod clip;
+mod config;
+mod loader;
+mod manifest;
+mod pretrain;
+pub mod synthetic;
+mod task;
+
+pub use clip::{ClipAudio, Split};
+pub use config::{DataConfig, PretrainSource, SplitSizes, TaskConfig, TaskSource};
+pub use loader::{load_clips, LoadedClips};
+pub use manifest::{read_labelled_manifest, ManifestRow};
+pub use pretrain::pretrain_clips;
+pub use task::{LabelledClip, Task};

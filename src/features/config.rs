@@ -1,0 +1,179 @@
+//! Front-end settings; the defaults are SPEC 2.3 (the official LAPE / BYOL-A front end).
+
+use serde::{Deserialize, Serialize};
+
+/// Mel scale formula (librosa `htk=False` is Slaney).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MelScale {
+    /// Slaney's Auditory Toolbox scale: linear below 1 kHz, logarithmic above (librosa default).
+    Slaney,
+    /// HTK: 2595 log10(1 + f/700) (torchaudio default).
+    Htk,
+}
+
+/// Filter normalisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MelNorm {
+    /// Slaney area normalisation: each triangle is scaled by 2 / bandwidth (librosa default).
+    Slaney,
+    /// Peak 1 triangles (torchaudio default).
+    None,
+}
+
+/// STFT centre padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PadMode {
+    /// Mirror without repeating the edge sample (librosa 0.8.1 default, used by LAPE).
+    Reflect,
+    /// Zeros (librosa >= 0.9 default).
+    Constant,
+}
+
+/// Log-mel front-end configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FrontendConfig {
+    /// Model sample rate in Hz; all audio is resampled to it.
+    pub sample_rate: u32,
+    /// FFT size.
+    pub n_fft: usize,
+    /// Hann window length (centred in the FFT frame when shorter than `n_fft`).
+    pub win_length: usize,
+    /// Hop between frames in samples.
+    pub hop_length: usize,
+    /// Number of mel bands.
+    pub n_mels: usize,
+    /// Lowest filter edge in Hz.
+    pub f_min: f64,
+    /// Highest filter edge in Hz.
+    pub f_max: f64,
+    /// Mel scale formula.
+    pub mel_scale: MelScale,
+    /// Filter normalisation.
+    pub mel_norm: MelNorm,
+    /// Centre padding mode.
+    pub pad_mode: PadMode,
+    /// Added to the mel power before the natural log (float32 machine epsilon).
+    pub log_offset: f32,
+}
+
+impl Default for FrontendConfig {
+    fn default() -> Self {
+        Self {
+            sample_rate: 16_000,
+            n_fft: 1024,
+            win_length: 1024,
+            hop_length: 160,
+            n_mels: 64,
+            f_min: 60.0,
+            f_max: 7800.0,
+            mel_scale: MelScale::Slaney,
+            mel_norm: MelNorm::Slaney,
+            pad_mode: PadMode::Reflect,
+            log_offset: f32::EPSILON,
+        }
+    }
+}
+
+impl FrontendConfig {
+    /// Checks the values, returning `(field, problem)` for the first bad one.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let nyquist = f64::from(self.sample_rate) / 2.0;
+        if self.sample_rate < 1000 {
+            return Err((
+                "sample_rate",
+                format!("{} Hz is too low; use e.g. 16000", self.sample_rate),
+            ));
+        }
+        if self.n_fft < 16 {
+            return Err((
+                "n_fft",
+                format!("{} is too small; use e.g. 1024", self.n_fft),
+            ));
+        }
+        if self.win_length == 0 || self.win_length > self.n_fft {
+            return Err((
+                "win_length",
+                format!("{} must be in 1..={} (n_fft)", self.win_length, self.n_fft),
+            ));
+        }
+        if self.hop_length == 0 {
+            return Err(("hop_length", "must be positive".into()));
+        }
+        if self.n_mels == 0 {
+            return Err(("n_mels", "must be positive".into()));
+        }
+        if !(self.f_min >= 0.0 && self.f_min < self.f_max) {
+            return Err((
+                "f_min",
+                format!(
+                    "{} must be >= 0 and below f_max ({})",
+                    self.f_min, self.f_max
+                ),
+            ));
+        }
+        if self.f_max > nyquist {
+            return Err((
+                "f_max",
+                format!(
+                    "{} Hz is above the Nyquist frequency {nyquist} Hz",
+                    self.f_max
+                ),
+            ));
+        }
+        if !(self.log_offset > 0.0 && self.log_offset.is_finite()) {
+            return Err(("log_offset", "must be a positive finite number".into()));
+        }
+        Ok(())
+    }
+
+    /// Number of frames produced for `samples` input samples (`center=True`).
+    pub fn n_frames(&self, samples: usize) -> usize {
+        1 + samples / self.hop_length
+    }
+}
+
+/// How log-mel input is normalised (SPEC 2.4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum NormalizationConfig {
+    /// One scalar mean/std over a seeded sample of pre-training clips (SPEC 13 default).
+    /// The official per-worker running norm (SPEC 2.4 option a) belongs to the training
+    /// pipeline and is not offered yet.
+    Precomputed {
+        /// How many pre-training clips (one random window each) to sample.
+        #[serde(default = "default_sample_clips")]
+        sample_clips: usize,
+    },
+}
+
+fn default_sample_clips() -> usize {
+    1000
+}
+
+impl Default for NormalizationConfig {
+    fn default() -> Self {
+        NormalizationConfig::Precomputed {
+            sample_clips: default_sample_clips(),
+        }
+    }
+}
+
+impl NormalizationConfig {
+    /// Bad values, with keys relative to `normalization`.
+    pub fn problems(&self) -> Vec<crate::spec::Problem> {
+        match self {
+            NormalizationConfig::Precomputed { sample_clips: 0 } => {
+                vec![crate::spec::Problem::new(
+                    "sample_clips",
+                    "must be at least 1",
+                    "a few hundred clips give stable statistics",
+                )]
+            }
+            NormalizationConfig::Precomputed { .. } => Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The log-mel front end (SPEC 2.3) and the global normalisation statistics (SPEC 2.4, 13).
+
+mod config;
+mod logmel;
+mod mel;
+mod norm;
+
+pub use config::{FrontendConfig, MelNorm, MelScale, NormalizationConfig, PadMode};
+pub use logmel::{LogMelFrontend, LogMelSpectrogram};
+pub use mel::{hz_to_mel, mel_filterbank, mel_to_hz, MelFilterbank};
+pub use norm::NormStats;

@@ -1,0 +1,77 @@
+//! Global scalar normalisation (SPEC 2.4 option b, the SPEC 13 default): one mean and one
+//! standard deviation over all log-mel values of a seeded sample of training clips, saved
+//! with the run and reused unchanged at evaluation.
+
+use serde::{Deserialize, Serialize};
+
+use super::logmel::LogMelSpectrogram;
+use crate::error::{Error, Result};
+
+/// Scalar mean and standard deviation of log-mel values.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct NormStats {
+    /// Mean of every value of every sampled spectrogram.
+    pub mean: f32,
+    /// Population standard deviation of the same values.
+    pub std: f32,
+    /// Number of spectrograms the statistics were computed from.
+    pub n_clips: usize,
+}
+
+impl NormStats {
+    /// Computes the statistics over `spectrograms` (accumulated in f64).
+    pub fn from_spectrograms<'a>(
+        spectrograms: impl IntoIterator<Item = &'a LogMelSpectrogram>,
+    ) -> Result<Self> {
+        let (mut n, mut sum, mut sum_sq, mut clips) = (0usize, 0f64, 0f64, 0usize);
+        for spec in spectrograms {
+            clips += 1;
+            n += spec.data.len();
+            for &v in &spec.data {
+                sum += f64::from(v);
+                sum_sq += f64::from(v) * f64::from(v);
+            }
+        }
+        if n == 0 {
+            return Err(Error::Invalid(
+                "normalisation statistics need at least one non-empty clip".into(),
+            ));
+        }
+        let mean = sum / n as f64;
+        let var = (sum_sq / n as f64 - mean * mean).max(0.0);
+        let std = (var.sqrt() as f32).max(f32::EPSILON);
+        Ok(Self {
+            mean: mean as f32,
+            std,
+            n_clips: clips,
+        })
+    }
+
+    /// Normalises values in place: `(x - mean) / std`.
+    pub fn apply(&self, values: &mut [f32]) {
+        let inv = 1.0 / self.std;
+        for v in values {
+            *v = (*v - self.mean) * inv;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalised_sample_has_zero_mean_unit_std() {
+        let spec = LogMelSpectrogram {
+            n_mels: 2,
+            n_frames: 2,
+            data: vec![1.0, 2.0, 3.0, 4.0],
+        };
+        let stats = NormStats::from_spectrograms([&spec]).unwrap();
+        assert!((stats.mean - 2.5).abs() < 1e-6);
+        assert!((stats.std - 1.118_034).abs() < 1e-5);
+        let mut v = spec.data.clone();
+        stats.apply(&mut v);
+        assert!(v.iter().sum::<f32>().abs() < 1e-5);
+    }
+}

@@ -1,0 +1,28 @@
+//! # slicer
+//!
+//! SLICER (Seth, Ghosh, Umesh, Manocha, ICASSP 2023) low-resource self-supervised audio
+//! representation learning, and the LAPE benchmark that evaluates it.
+//!
+//! The modules follow the data flow: [`audio`] (decode, resample, window) →
+//! [`features`] (log-mel, normalisation) → [`data`] (corpora, tasks) → [`cache`] (feature
+//! cache) → [`eval`] (probes) → [`run`] (run folders and provenance), driven by a typed
+//! experiment [`spec`]; [`pipeline`] strings the stages together.
+//!
+//! Built so far: everything up to features, normalisation and the bag-of-frames floor. The
+//! model, its pre-training loop, checkpoints, the embedding harness, Parquet result tables and
+//! the Hub loaders are later work (see the README's status section).
+
+pub mod atomic;
+pub mod audio;
+pub mod cache;
+pub mod data;
+pub mod error;
+pub mod eval;
+pub mod features;
+pub mod pipeline;
+pub mod progress;
+pub mod rng;
+pub mod run;
+pub mod spec;
+
+pub use error::{Error, Result};

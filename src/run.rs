@@ -1,0 +1,137 @@
+//! Run folders: `<results>/runs/<yyyymmdd-hhmmss>-<name>-<hash8>/` holding the resolved spec
+//! and the provenance of the run (spec hash, seed, git commit, toolchain and crate versions).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::spec::LoadedSpec;
+
+/// What produced a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// Run id (the folder name).
+    pub run_id: String,
+    /// Spec name.
+    pub spec_name: String,
+    /// Spec file as given.
+    pub spec_file: PathBuf,
+    /// blake3 of the resolved spec.
+    pub spec_hash: String,
+    /// Master seed.
+    pub seed: u64,
+    /// `--set` overrides as given.
+    pub overrides: Vec<String>,
+    /// `git rev-parse HEAD` of the working directory, if it is a repository.
+    pub git_commit: Option<String>,
+    /// Whether tracked files had uncommitted changes.
+    pub git_dirty: Option<bool>,
+    /// This crate's version.
+    pub slicer_version: String,
+    /// The compiler that built it.
+    pub rustc: String,
+    /// Locked versions of the crates that decide numerical results.
+    pub dependencies: BTreeMap<String, String>,
+    /// Start time, UTC, RFC 3339.
+    pub created_at: String,
+}
+
+/// A run folder.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    /// Run id.
+    pub id: String,
+    /// Folder path.
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates the run folder under `<output.root>/runs` and writes `spec.yaml` and `run.json`.
+    pub fn create(loaded: &LoadedSpec) -> Result<Self> {
+        let spec = &loaded.spec;
+        let now = chrono::Utc::now();
+        let hash = spec.hash();
+        let base = format!(
+            "{}-{}-{}",
+            now.format("%Y%m%d-%H%M%S"),
+            spec.name,
+            &hash[..8]
+        );
+        let runs = spec.output.root.join("runs");
+        std::fs::create_dir_all(&runs).map_err(|e| Error::io(&runs, e))?;
+        // Two runs started in the same second get distinct folders: create_dir is atomic.
+        let (id, path) = (1..)
+            .map(|k| {
+                if k == 1 {
+                    base.clone()
+                } else {
+                    format!("{base}-{k}")
+                }
+            })
+            .map(|id| (id.clone(), runs.join(&id)))
+            .find_map(|(id, path)| match std::fs::create_dir(&path) {
+                Ok(()) => Some(Ok((id, path))),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => None,
+                Err(e) => Some(Err(Error::io(&path, e))),
+            })
+            .expect("an unused name exists")?;
+        let (git_commit, git_dirty) = git_state();
+        let provenance = Provenance {
+            run_id: id.clone(),
+            spec_name: spec.name.clone(),
+            spec_file: loaded.path.clone(),
+            spec_hash: hash,
+            seed: spec.seed,
+            overrides: loaded.overrides.clone(),
+            git_commit,
+            git_dirty,
+            slicer_version: env!("CARGO_PKG_VERSION").to_owned(),
+            rustc: env!("SLICER_RUSTC_VERSION").to_owned(),
+            dependencies: env!("SLICER_DEPENDENCY_VERSIONS")
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            created_at: now.to_rfc3339(),
+        };
+        let run = Self { id, path };
+        crate::atomic::write(
+            &run.path.join("spec.yaml"),
+            loaded.resolved_yaml().as_bytes(),
+        )?;
+        run.write_json("run.json", &provenance)?;
+        Ok(run)
+    }
+
+    /// Writes `value` as pretty JSON to `name` in the run folder, atomically.
+    pub fn write_json(&self, name: &str, value: &impl Serialize) -> Result<()> {
+        let text = serde_json::to_string_pretty(value)
+            .map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+        crate::atomic::write(&self.path.join(name), text.as_bytes())
+    }
+
+    /// A file inside the run folder.
+    pub fn file(&self, name: impl AsRef<Path>) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+fn git_state() -> (Option<String>, Option<bool>) {
+    let run = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let commit = run(&["rev-parse", "HEAD"]);
+    let dirty = commit
+        .as_ref()
+        .and(run(&["status", "--porcelain", "--untracked-files=no"]))
+        .map(|s| !s.is_empty());
+    (commit, dirty)
+}

@@ -1,0 +1,290 @@
+//! Typed experiment specs: YAML in, one sub-struct per component, strict about unknown keys,
+//! defaults from the recommended column of SPEC 13, `--set` overrides, validation before any
+//! work, and a canonical hash that names the run.
+//!
+//! YAML is read with `yaml_serde`, the serde_yaml fork maintained by the YAML organisation:
+//! serde_yaml itself is archived (`0.9.34+deprecated`) and serde_yml is flagged unsound
+//! (RUSTSEC-2025-0068); yaml_serde keeps serde_yaml's API, including the `Value` tree that
+//! `--set` edits.
+
+mod error;
+mod locate;
+mod overrides;
+
+pub use error::SpecError;
+pub use overrides::Override;
+
+use std::path::{Path, PathBuf};
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::data::DataConfig;
+use crate::eval::ProbeConfig;
+use crate::features::{FrontendConfig, NormalizationConfig};
+
+/// The master seed used when a spec does not set one.
+pub const DEFAULT_SEED: u64 = 20_261_124;
+
+/// One experiment: what to pre-train on, the front end, and how to evaluate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSpec {
+    /// Experiment name, used in the run id; defaults to the spec file's stem.
+    #[serde(default)]
+    pub name: String,
+    /// Master seed: every random stream of the run derives from it.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Log-mel front end (SPEC 2.3).
+    #[serde(default)]
+    pub frontend: FrontendConfig,
+    /// Input normalisation (SPEC 2.4).
+    #[serde(default)]
+    pub normalization: NormalizationConfig,
+    /// Pre-training corpus and downstream tasks.
+    pub data: DataConfig,
+    /// Linear-probe protocol (SPEC 9.3).
+    #[serde(default)]
+    pub probe: ProbeConfig,
+    /// Where runs and caches are written.
+    #[serde(default)]
+    pub output: OutputConfig,
+}
+
+fn default_seed() -> u64 {
+    DEFAULT_SEED
+}
+
+/// Output locations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Results root: runs go to `<root>/runs/<run-id>/`, caches to `<root>/cache/`.
+    pub root: PathBuf,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("results"),
+        }
+    }
+}
+
+/// A spec error found in the typed value, before its line is looked up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// Dotted key path.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+    /// What to do.
+    pub hint: String,
+}
+
+impl Problem {
+    /// A problem at `key`.
+    pub fn new(
+        key: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+
+    /// The same problem under a parent key.
+    pub fn under(mut self, parent: &str) -> Self {
+        self.key = if self.key.is_empty() {
+            parent.to_owned()
+        } else {
+            format!("{parent}.{}", self.key)
+        };
+        self
+    }
+}
+
+const SCHEMA_HINT: &str = "run `experiment SPEC --print-config` to see every key with its default; README section \"Experiment specs\" documents them";
+
+/// A loaded, overridden and validated spec, with the text it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedSpec {
+    /// The resolved spec.
+    pub spec: ExperimentSpec,
+    /// The spec file.
+    pub path: PathBuf,
+    /// The overrides applied, as given.
+    pub overrides: Vec<String>,
+    text: String,
+}
+
+impl LoadedSpec {
+    /// Reads `path`, applies `overrides` and validates every value (paths are checked
+    /// separately by [`LoadedSpec::check_paths`]).
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError {
+            file: path.to_owned(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read the spec: {e}"),
+            hint: "give the path of a YAML file, e.g. experiments/slicer.yaml".into(),
+        })?;
+        Self::from_text(path, text, overrides)
+    }
+
+    /// Like [`LoadedSpec::load`] for text already in memory; `path` is used in messages.
+    pub fn from_text(path: &Path, text: String, overrides: &[String]) -> Result<Self, SpecError> {
+        let mut spec: ExperimentSpec = parse_text(path, &text)?;
+        if !overrides.is_empty() {
+            let mut tree = yaml_serde::to_value(&spec).expect("a spec always serialises");
+            for raw in overrides {
+                let bad = |message: String| SpecError {
+                    file: path.to_owned(),
+                    line: None,
+                    key: String::new(),
+                    message: format!("--set {raw}: {message}"),
+                    hint: SCHEMA_HINT.into(),
+                };
+                let parsed = Override::parse(raw).map_err(bad)?;
+                parsed.apply(&mut tree).map_err(bad)?;
+            }
+            spec = from_tree(tree).map_err(|(key, message)| SpecError {
+                file: path.to_owned(),
+                line: None,
+                key,
+                message: format!("after --set {}: {message}", overrides.join(" --set ")),
+                hint: SCHEMA_HINT.into(),
+            })?;
+        }
+        if spec.name.is_empty() {
+            spec.name = path
+                .file_stem()
+                .map_or_else(|| "experiment".into(), |s| s.to_string_lossy().into_owned());
+        }
+        let loaded = Self {
+            spec,
+            path: path.to_owned(),
+            overrides: overrides.to_vec(),
+            text,
+        };
+        loaded.report(loaded.spec.problems())?;
+        Ok(loaded)
+    }
+
+    /// Checks that every file and folder the spec names exists.
+    pub fn check_paths(&self) -> Result<(), SpecError> {
+        self.report(self.spec.data.missing_paths())
+    }
+
+    /// The resolved spec as YAML.
+    pub fn resolved_yaml(&self) -> String {
+        yaml_serde::to_string(&self.spec).expect("a spec always serialises")
+    }
+
+    fn report(&self, problems: Vec<Problem>) -> Result<(), SpecError> {
+        match problems.into_iter().next() {
+            None => Ok(()),
+            Some(p) => Err(SpecError {
+                file: self.path.clone(),
+                line: locate::locate(
+                    &self.text,
+                    &p.key.split('.').map(str::to_owned).collect::<Vec<_>>(),
+                ),
+                key: p.key,
+                message: p.message,
+                hint: p.hint,
+            }),
+        }
+    }
+}
+
+impl ExperimentSpec {
+    /// Every bad value in the spec (empty when it is valid).
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if let Err((field, message)) = self.frontend.check() {
+            problems.push(Problem::new(
+                format!("frontend.{field}"),
+                message,
+                "SPEC 2.3 gives the standard values",
+            ));
+        }
+        problems.extend(
+            self.normalization
+                .problems()
+                .into_iter()
+                .map(|p| p.under("normalization")),
+        );
+        problems.extend(
+            self.data
+                .problems(&self.frontend)
+                .into_iter()
+                .map(|p| p.under("data")),
+        );
+        problems.extend(self.probe.problems().into_iter().map(|p| p.under("probe")));
+        if !self
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            problems.push(Problem::new(
+                "name",
+                format!(
+                    "`{}` has characters other than letters, digits, - and _",
+                    self.name
+                ),
+                "the name is part of the run folder's name",
+            ));
+        }
+        problems
+    }
+
+    /// blake3 of the canonical JSON form of the resolved spec, in hex.
+    pub fn hash(&self) -> String {
+        let canonical = serde_json::to_vec(self).expect("a spec always serialises");
+        blake3::hash(&canonical).to_hex().to_string()
+    }
+}
+
+fn parse_text<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, SpecError> {
+    serde_path_to_error::deserialize(yaml_serde::Deserializer::from_str(text)).map_err(|e| {
+        let key = clean_path(&e.path().to_string());
+        let inner = e.into_inner();
+        let line = inner.location().map(|l| l.line());
+        SpecError {
+            file: path.to_owned(),
+            line,
+            key,
+            message: strip_location(&inner.to_string()),
+            hint: SCHEMA_HINT.into(),
+        }
+    })
+}
+
+fn from_tree<T: DeserializeOwned>(tree: yaml_serde::Value) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(tree).map_err(|e| {
+        (
+            clean_path(&e.path().to_string()),
+            e.into_inner().to_string(),
+        )
+    })
+}
+
+/// serde_path_to_error writes `.` for the root and `[0]` for sequence items; we use dotted keys.
+fn clean_path(path: &str) -> String {
+    if path == "." {
+        return String::new();
+    }
+    path.replace('[', ".").replace(']', "")
+}
+
+/// yaml_serde appends " at line L column C"; the line is reported separately.
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
