@@ -1,0 +1,203 @@
+//! Experiment specs: every file in experiments/ parses; bad specs fail with file, line, key
+//! path and a hint; overrides are strict; the hash names the resolved spec.
+
+use std::path::{Path, PathBuf};
+
+use slicer::spec::{LoadedSpec, SpecError};
+
+fn experiments() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn load(text: &str, overrides: &[&str]) -> Result<LoadedSpec, SpecError> {
+    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    LoadedSpec::from_text(Path::new("test.yaml"), text.to_owned(), &overrides)
+}
+
+const MINIMAL: &str = "data:\n  pretrain:\n    type: synthetic\n    clips: 4\n";
+
+#[test]
+fn every_experiment_spec_parses_and_validates() {
+    let files = experiments();
+    assert!(
+        files.len() >= 3,
+        "expected the experiment specs, found {files:?}"
+    );
+    for file in files {
+        let loaded = LoadedSpec::load(&file, &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            loaded.spec.name,
+            file.file_stem().unwrap().to_string_lossy(),
+            "{} names itself",
+            file.display()
+        );
+        let again = LoadedSpec::from_text(&file, loaded.resolved_yaml(), &[]).unwrap();
+        assert_eq!(
+            again.spec,
+            loaded.spec,
+            "{}: the resolved spec reloads to itself",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn defaults_are_the_spec_13_recommendations() {
+    let spec = load(MINIMAL, &[]).unwrap().spec;
+    let f = &spec.frontend;
+    assert_eq!(
+        (f.sample_rate, f.n_fft, f.win_length, f.hop_length, f.n_mels),
+        (16_000, 1024, 1024, 160, 64)
+    );
+    assert_eq!(
+        (f.f_min, f.f_max, f.log_offset),
+        (60.0, 7800.0, f32::EPSILON)
+    );
+    assert_eq!(spec.data.window_seconds, 0.95);
+    assert_eq!(
+        (spec.probe.epochs, spec.probe.lr, spec.probe.batch_size),
+        (30, 1e-3, 32)
+    );
+    assert_eq!(spec.name, "test");
+}
+
+#[test]
+fn unknown_key_names_line_and_path() {
+    let err = load(
+        "data:\n  pretrain:\n    type: synthetic\nfrontend:\n  n_mel: 64\n",
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(err.line, Some(5), "{err}");
+    assert_eq!(err.key, "frontend.n_mel");
+    assert!(err.message.contains("unknown field `n_mel`"), "{err}");
+    assert!(err.to_string().starts_with("test.yaml:5"), "{err}");
+    assert!(!err.hint.is_empty());
+}
+
+#[test]
+fn unknown_variant_and_wrong_type_are_located() {
+    let err = load("data:\n  pretrain:\n    type: synthetik\n", &[]).unwrap_err();
+    assert_eq!(err.line, Some(3), "{err}");
+    assert!(err.message.contains("synthetik"), "{err}");
+    let err = load(&format!("seed: twelve\n{MINIMAL}"), &[]).unwrap_err();
+    assert_eq!((err.line, err.key.as_str()), (Some(1), "seed"), "{err}");
+    // Inside a tagged variant serde buffers the mapping, so the error points at the variant's block.
+    let err = load(
+        "data:\n  pretrain:\n    type: synthetic\n    clips: -3\n",
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(
+        (err.line, err.key.as_str()),
+        (Some(2), "data.pretrain"),
+        "{err}"
+    );
+    assert!(err.message.contains("-3"), "{err}");
+}
+
+#[test]
+fn bad_values_are_located_with_a_hint() {
+    let err = load(&format!("{MINIMAL}frontend:\n  f_max: 9000\n"), &[]).unwrap_err();
+    assert_eq!(
+        (err.line, err.key.as_str()),
+        (Some(6), "frontend.f_max"),
+        "{err}"
+    );
+    assert!(err.message.contains("Nyquist"), "{err}");
+    let text = "data:\n  pretrain: {type: synthetic}\n  tasks:\n    - name: a\n      source: {type: synthetic, generator: vowels}\n    - name: a\n      source: {type: synthetic, generator: vowels}\n      window_seconds: 0.0\n";
+    let err = load(text, &[]).unwrap_err();
+    assert_eq!(
+        (err.line, err.key.as_str()),
+        (Some(6), "data.tasks.1.name"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_files_are_reported_before_any_work() {
+    let text = "data:\n  pretrain: {type: synthetic}\n  tasks:\n    - name: kws\n      source:\n        type: make_tasks\n        root: /nonexistent/tasks\n        task: kws\n";
+    let loaded = load(text, &[]).unwrap();
+    let err = loaded.check_paths().unwrap_err();
+    assert_eq!(
+        (err.line, err.key.as_str()),
+        (Some(7), "data.tasks.0.source.root"),
+        "{err}"
+    );
+    assert!(err.hint.contains("make_tasks.sh"), "{err}");
+}
+
+#[test]
+fn invalid_yaml_is_located() {
+    let err = load("data:\n  pretrain: [unclosed\n", &[]).unwrap_err();
+    assert!(err.line.is_some(), "{err}");
+}
+
+#[test]
+fn overrides_replace_add_delete_and_reject_typos() {
+    let spec = load(
+        MINIMAL,
+        &["frontend.n_mels=128", "data.pretrain.clips=9", "seed=5"],
+    )
+    .unwrap()
+    .spec;
+    assert_eq!((spec.frontend.n_mels, spec.seed), (128, 5));
+    assert!(matches!(
+        spec.data.pretrain,
+        slicer::data::PretrainSource::Synthetic { clips: 9, .. }
+    ));
+    let err = load(MINIMAL, &["frontend.n_mel=128"]).unwrap_err();
+    assert!(
+        err.message.contains("no key `frontend.n_mel`") && err.message.contains("+frontend.n_mel"),
+        "{err}"
+    );
+    let err = load(MINIMAL, &["+frontend.bogus=1"]).unwrap_err();
+    assert!(
+        err.message.contains("bogus"),
+        "an added unknown key still fails the schema: {err}"
+    );
+    let err = load(MINIMAL, &["frontend.n_mels=many"]).unwrap_err();
+    assert_eq!(err.key, "frontend.n_mels", "{err}");
+    let switched = load(
+        MINIMAL,
+        &[
+            "~data.pretrain.clips",
+            "~data.pretrain.min_seconds",
+            "~data.pretrain.max_seconds",
+            "data.pretrain.type=folder",
+            "+data.pretrain.path=/x",
+        ],
+    )
+    .unwrap();
+    assert!(matches!(
+        switched.spec.data.pretrain,
+        slicer::data::PretrainSource::Folder { .. }
+    ));
+    let err = load(MINIMAL, &["probe.lr=0"]).unwrap_err();
+    assert_eq!(
+        err.key, "probe.lr",
+        "validation runs after overrides: {err}"
+    );
+}
+
+#[test]
+fn hash_follows_the_resolved_values() {
+    let a = load(MINIMAL, &[]).unwrap().spec;
+    let b = load(&format!("{MINIMAL}frontend:\n  n_mels: 64\n"), &[])
+        .unwrap()
+        .spec;
+    let c = load(MINIMAL, &["frontend.n_mels=80"]).unwrap().spec;
+    assert_eq!(
+        a.hash(),
+        b.hash(),
+        "writing a default explicitly does not change the run"
+    );
+    assert_ne!(a.hash(), c.hash());
+}
