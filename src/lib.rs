@@ -19,10 +19,14 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod features;
+pub mod loss;
+pub mod model;
+pub mod optim;
 pub mod pipeline;
 pub mod progress;
 pub mod rng;
 pub mod run;
 pub mod spec;
+pub mod train;
 
 pub use error::{Error, Result};

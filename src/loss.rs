@@ -1,0 +1,140 @@
+//! SLICER's losses (SPEC 7): MoCo InfoNCE with a queue, the Contrastive-Clustering cluster
+//! loss with its optional entropy term, and NT-Xent (SimCLR) as an alternative instance loss.
+
+use candle_core::{DType, Result, Tensor, D};
+use candle_nn::ops::log_softmax;
+
+/// `x / max(||x||_2, eps)` along the last dimension.
+pub fn normalize(x: &Tensor, eps: f64) -> Result<Tensor> {
+    x.broadcast_div(&x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.maximum(eps)?)
+}
+
+/// L2 normalisation as `F.normalize` (eps 1e-12).
+pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
+    normalize(x, 1e-12)
+}
+
+/// MoCo InfoNCE for one direction: cross-entropy over `[q.k, q.queue] / tau` with the
+/// positive at index 0, averaged over the batch. `q`, `k`: `[B, dim]` unit rows;
+/// `queue`: `[dim, K]` unit columns.
+pub fn info_nce(q: &Tensor, k: &Tensor, queue: &Tensor, tau: f64) -> Result<Tensor> {
+    let positive = (q * k)?.sum_keepdim(1)?;
+    let negative = q.matmul(queue)?;
+    let logits = (Tensor::cat(&[positive, negative], 1)? / tau)?;
+    let log_p = log_softmax(&logits, 1)?;
+    log_p.narrow(1, 0, 1)?.mean_all()?.neg()
+}
+
+/// The contrastive loss over two paired sets of vectors (rows of `a` and `b`, `[N, D]`):
+/// cosine similarity / `tau` between all 2N vectors, the partner in the other set as the
+/// positive, the vector itself excluded, cross-entropy summed and divided by 2N.
+fn paired_contrastive(a: &Tensor, b: &Tensor, tau: f64, eps: f64) -> Result<Tensor> {
+    let n = a.dim(0)?;
+    let all = normalize(&Tensor::cat(&[a, b], 0)?, eps)?;
+    let sim = (all.matmul(&all.t()?)? / tau)?;
+    let device = sim.device();
+    let two_n = 2 * n;
+    let mut self_mask = vec![0f32; two_n * two_n];
+    let mut positive = vec![0f32; two_n * two_n];
+    for i in 0..two_n {
+        self_mask[i * two_n + i] = -1e9;
+        positive[i * two_n + (i + n) % two_n] = 1.0;
+    }
+    let self_mask = Tensor::from_vec(self_mask, (two_n, two_n), device)?.to_dtype(sim.dtype())?;
+    let positive = Tensor::from_vec(positive, (two_n, two_n), device)?.to_dtype(sim.dtype())?;
+    let log_p = log_softmax(&(sim + self_mask)?, 1)?;
+    ((log_p * positive)?.sum_all()? / two_n as f64)?.neg()
+}
+
+/// The cluster-level loss (SPEC 7.2) between soft assignments `c1`, `c2` (`[B, M]`):
+/// the columns are the cluster representations; cosine eps 1e-8.
+pub fn cluster_loss(c1: &Tensor, c2: &Tensor, tau: f64) -> Result<Tensor> {
+    paired_contrastive(&c1.t()?, &c2.t()?, tau, 1e-8)
+}
+
+/// Contrastive Clustering's entropy term, `sum over views of log M - H(cluster usage)`
+/// (zero when clusters are used uniformly). Added with weight `entropy_weight` (SPEC 13: 0).
+pub fn cluster_entropy_term(c1: &Tensor, c2: &Tensor) -> Result<Tensor> {
+    let m = c1.dim(1)? as f64;
+    let term = |c: &Tensor| -> Result<Tensor> {
+        let usage = c.sum(0)?;
+        let p = usage.broadcast_div(&usage.sum_all()?)?;
+        (p.clone() * p.log()?)?.sum_all()? + m.ln()
+    };
+    term(c1)? + term(c2)?
+}
+
+/// NT-Xent (SimCLR; LAPE's `InstanceLoss`) between `z_i`, `z_j` (`[N, D]`, normalised inside).
+pub fn nt_xent(z_i: &Tensor, z_j: &Tensor, tau: f64) -> Result<Tensor> {
+    paired_contrastive(z_i, z_j, tau, 1e-12)
+}
+
+/// Entropy (nats) of the mean cluster assignment of a batch: a collapse monitor (log M is
+/// uniform use, 0 is one cluster).
+pub fn cluster_usage_entropy(c: &Tensor) -> Result<f32> {
+    let p = c.to_dtype(DType::F32)?.mean(0)?;
+    let p = p.broadcast_div(&p.sum_all()?)?;
+    ((p.clone() * p.clamp(1e-12, 1.0)?.log()?)?
+        .sum_all()?
+        .neg()?)
+    .to_scalar::<f32>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn t(rows: &[&[f32]]) -> Tensor {
+        let cols = rows[0].len();
+        Tensor::from_vec(rows.concat(), (rows.len(), cols), &Device::Cpu).unwrap()
+    }
+
+    /// SPEC 7.5 golden numbers.
+    #[test]
+    fn cluster_loss_golden() {
+        let p1 = candle_nn::ops::softmax_last_dim(&t(&[
+            &[2.0, 0.0, -1.0],
+            &[0.0, 1.0, 0.0],
+            &[1.0, 1.0, 3.0],
+            &[-1.0, 2.0, 0.5],
+        ]))
+        .unwrap();
+        let p2 = candle_nn::ops::softmax_last_dim(&t(&[
+            &[1.5, 0.2, -1.0],
+            &[0.1, 1.2, 0.0],
+            &[0.8, 1.0, 2.5],
+            &[-1.0, 1.5, 1.0],
+        ]))
+        .unwrap();
+        let loss = cluster_loss(&p1, &p2, 1.0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((loss - 1.173_73).abs() < 1e-5, "{loss}");
+        let with = loss
+            + cluster_entropy_term(&p1, &p2)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+        assert!((with - 1.191479).abs() < 1e-5, "{with}");
+    }
+
+    #[test]
+    fn info_nce_golden() {
+        let q = l2_normalize(&t(&[&[1.0, 2.0, 0.0], &[0.0, 1.0, -1.0]])).unwrap();
+        let k = l2_normalize(&t(&[&[0.0, 1.0, 1.0], &[1.0, 1.0, 0.0]])).unwrap();
+        let keys = l2_normalize(&t(&[
+            &[1.0, 0.0, 0.0],
+            &[0.0, 0.0, 1.0],
+            &[-1.0, 1.0, 1.0],
+            &[0.5, -0.5, 0.0],
+        ]))
+        .unwrap();
+        let loss = info_nce(&q, &k, &keys.t().unwrap(), 0.07)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((loss - 0.0373212).abs() < 1e-6, "{loss}");
+    }
+}

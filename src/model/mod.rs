@@ -1,0 +1,12 @@
+//! The SLICER model: AudioNTT2020Task6 encoder, instance and cluster heads (SPEC 4, 5) and the
+//! MoCo key queue (SPEC 6).
+
+mod encoder;
+mod layers;
+mod queue;
+mod slicer;
+
+pub use encoder::{pool_max_mean, ConvBlock, Encoder};
+pub use layers::{BatchNorm2d, Conv3x3, Dropout, Linear};
+pub use queue::KeyQueue;
+pub use slicer::{ModelConfig, SlicerNet, SlicerOutput};

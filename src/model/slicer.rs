@@ -1,0 +1,207 @@
+//! The SLICER network: encoder, instance projector and cluster projector (SPEC 5), plus its
+//! named state (parameters in checkpoint order and BatchNorm buffers).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::encoder::{pool_max_mean, Encoder};
+use super::layers::{Dropout, Linear};
+
+/// Model sizes (SPEC 5, 13).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Encoder width d (512, 1024 or 2048; BYOL-A publishes all three).
+    pub d: usize,
+    /// Instance projector output size (official 128; research code 256).
+    pub instance_dim: usize,
+    /// Number of online clusters M (cluster projector output size).
+    pub n_clusters: usize,
+    /// Dropout between the encoder's two linear layers.
+    pub dropout: f64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            d: 2048,
+            instance_dim: 128,
+            n_clusters: 128,
+            dropout: 0.3,
+        }
+    }
+}
+
+/// The outputs of one forward pass.
+#[derive(Debug, Clone)]
+pub struct SlicerOutput {
+    /// Encoder frames `[B, T', d]`.
+    pub frames: Tensor,
+    /// Max+mean pooled embedding `[B, d]`.
+    pub pooled: Tensor,
+    /// Instance projection `[B, instance_dim]` (not normalised).
+    pub z: Tensor,
+    /// Cluster assignment `[B, n_clusters]` (softmax rows).
+    pub c: Tensor,
+}
+
+/// Encoder + instance projector + cluster projector.
+#[derive(Debug)]
+pub struct SlicerNet {
+    /// The encoder (`encoder.*`).
+    pub encoder: Encoder,
+    /// `instance_projector`.
+    pub instance_projector: Linear,
+    /// `cluster_projector.0`.
+    pub cluster_hidden: Linear,
+    /// `cluster_projector.2`.
+    pub cluster_out: Linear,
+}
+
+impl SlicerNet {
+    /// A freshly initialised network; every value comes from `rng`.
+    pub fn new(
+        cfg: &ModelConfig,
+        n_mels: usize,
+        rng: &mut impl Rng,
+        device: &Device,
+    ) -> Result<Self> {
+        let encoder = Encoder::new(n_mels, cfg.d, cfg.dropout, rng, device)?;
+        Ok(Self {
+            encoder,
+            instance_projector: Linear::new(cfg.d, cfg.instance_dim, rng, device)?,
+            cluster_hidden: Linear::new(cfg.d, cfg.d, rng, device)?,
+            cluster_out: Linear::new(cfg.d, cfg.n_clusters, rng, device)?,
+        })
+    }
+
+    /// Forward pass on `[B, 1, n_mels, T]`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        train: bool,
+        dropout: &mut Dropout<'_>,
+    ) -> Result<SlicerOutput> {
+        let frames = self.encoder.forward(x, train, dropout)?;
+        let pooled = pool_max_mean(&frames)?;
+        let z = self.instance_projector.forward(&pooled)?;
+        let logits = self
+            .cluster_out
+            .forward(&self.cluster_hidden.forward(&pooled)?.relu()?)?;
+        // candle_nn::ops::softmax (composed of primitive ops) has a backward pass;
+        // the fused softmax_last_dim does not.
+        let c = candle_nn::ops::softmax(&logits, candle_core::D::Minus1)?;
+        Ok(SlicerOutput {
+            frames,
+            pooled,
+            z,
+            c,
+        })
+    }
+
+    /// Trainable parameters in checkpoint order (the order optimiser and EMA zips use).
+    pub fn named_params(&self) -> Vec<(String, Var)> {
+        let mut out = self.encoder.named_params("encoder.");
+        for (name, layer) in [
+            ("instance_projector", &self.instance_projector),
+            ("cluster_projector.0", &self.cluster_hidden),
+            ("cluster_projector.2", &self.cluster_out),
+        ] {
+            out.push((format!("{name}.weight"), layer.weight.clone()));
+            out.push((format!("{name}.bias"), layer.bias.clone()));
+        }
+        out
+    }
+
+    /// Every parameter and buffer as named tensors (PyTorch state-dict names; the batch
+    /// counters as i64 scalars).
+    pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out: Vec<(String, Tensor)> = self
+            .named_params()
+            .into_iter()
+            .map(|(n, v)| (n, v.as_tensor().clone()))
+            .collect();
+        for (prefix, bn) in self.encoder.batch_norms("encoder.") {
+            out.push((
+                format!("{prefix}.running_mean"),
+                bn.running_mean.as_tensor().clone(),
+            ));
+            out.push((
+                format!("{prefix}.running_var"),
+                bn.running_var.as_tensor().clone(),
+            ));
+            let count = bn.num_batches_tracked.load(Ordering::Relaxed);
+            out.push((
+                format!("{prefix}.num_batches_tracked"),
+                Tensor::new(count, bn.running_mean.device())?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Loads every parameter and buffer from `state` (names as in [`SlicerNet::state`]);
+    /// a missing name or a shape mismatch is an error naming the key.
+    pub fn load_state(&self, state: &HashMap<String, Tensor>) -> Result<()> {
+        let get = |name: &str| {
+            state
+                .get(name)
+                .ok_or_else(|| candle_core::Error::Msg(format!("state has no `{name}`")))
+        };
+        for (name, var) in self.named_params() {
+            let t = get(&name)?;
+            if t.dims() != var.dims() {
+                candle_core::bail!(
+                    "`{name}`: shape {:?} where the model has {:?}",
+                    t.dims(),
+                    var.dims()
+                );
+            }
+            var.set(&t.to_dtype(DType::F32)?.to_device(var.device())?)?;
+        }
+        for (prefix, bn) in self.encoder.batch_norms("encoder.") {
+            let dev = bn.running_mean.device().clone();
+            bn.running_mean.set(
+                &get(&format!("{prefix}.running_mean"))?
+                    .to_dtype(DType::F32)?
+                    .to_device(&dev)?,
+            )?;
+            bn.running_var.set(
+                &get(&format!("{prefix}.running_var"))?
+                    .to_dtype(DType::F32)?
+                    .to_device(&dev)?,
+            )?;
+            let count = get(&format!("{prefix}.num_batches_tracked"))?
+                .to_dtype(DType::I64)?
+                .to_scalar::<i64>()?;
+            bn.num_batches_tracked.store(count, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// A copy with the same parameters and buffers (the teacher at construction).
+    pub fn duplicate(&self, cfg: &ModelConfig, n_mels: usize, device: &Device) -> Result<Self> {
+        let copy = Self::new(
+            cfg,
+            n_mels,
+            &mut crate::rng::stream(0, "model/duplicate"),
+            device,
+        )?;
+        copy.load_state(&self.state()?.into_iter().collect())?;
+        Ok(copy)
+    }
+
+    /// EMA of the parameters: `self = m * self + (1 - m) * other` (buffers untouched).
+    pub fn ema_from(&self, other: &SlicerNet, momentum: f64) -> Result<()> {
+        for ((_, mine), (_, theirs)) in self.named_params().iter().zip(other.named_params()) {
+            mine.set(
+                &((mine.as_tensor() * momentum)?
+                    + (theirs.as_tensor().detach() * (1.0 - momentum))?)?,
+            )?;
+        }
+        Ok(())
+    }
+}

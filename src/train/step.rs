@@ -1,0 +1,161 @@
+//! One SLICER training step (SPEC 7.4): two directions of MoCo InfoNCE against the queue,
+//! the cluster loss between the student's two views, the EMA teacher and the enqueues, in
+//! the official order or in the corrected one (SPEC 12.1, 12.2, 13).
+
+use candle_core::backprop::GradStore;
+use candle_core::{Result, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::loss::{cluster_entropy_term, cluster_loss, info_nce, l2_normalize};
+use crate::model::{Dropout, KeyQueue, SlicerNet, SlicerOutput};
+
+/// Which behaviour of the official code to follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fidelity {
+    /// SPEC 13: one EMA update per step (after the optimiser step), both directions scored
+    /// against the same pre-step queue, then the keys enqueued.
+    #[default]
+    Corrected,
+    /// The official LAPE code: an EMA update before each direction (two per step), and the
+    /// view-2 keys enqueued between the directions (a false negative in direction B).
+    Official,
+}
+
+/// SLICER loss settings (SPEC 7, 13).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectiveConfig {
+    /// Official or corrected step order.
+    pub fidelity: Fidelity,
+    /// Teacher EMA momentum.
+    pub ema_momentum: f64,
+    /// Instance (MoCo) temperature.
+    pub temperature: f64,
+    /// Cluster-loss temperature.
+    pub cluster_temperature: f64,
+    /// Weight of Contrastive Clustering's entropy term (official 0; CC uses 1).
+    pub entropy_weight: f64,
+    /// Queue length (a multiple of the batch size).
+    pub queue_size: usize,
+}
+
+impl Default for ObjectiveConfig {
+    fn default() -> Self {
+        Self {
+            fidelity: Fidelity::Corrected,
+            ema_momentum: 0.999,
+            temperature: 0.07,
+            cluster_temperature: 1.0,
+            entropy_weight: 0.0,
+            queue_size: 65_536,
+        }
+    }
+}
+
+/// Dropout sources of the four forwards of a step: student on view 1 and 2, teacher on view 2 and 1.
+pub struct StepDropout<'a> {
+    /// Student forward on view 1.
+    pub student_v1: Dropout<'a>,
+    /// Student forward on view 2.
+    pub student_v2: Dropout<'a>,
+    /// Teacher forward on view 2.
+    pub teacher_v2: Dropout<'a>,
+    /// Teacher forward on view 1.
+    pub teacher_v1: Dropout<'a>,
+}
+
+/// Scalar losses of a step.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StepLosses {
+    /// Direction A: student view 1 against teacher view 2.
+    pub instance_a: f32,
+    /// Direction B: student view 2 against teacher view 1.
+    pub instance_b: f32,
+    /// Cluster loss.
+    pub cluster: f32,
+    /// Entropy term (added with `entropy_weight`).
+    pub entropy: f32,
+    /// What was minimised.
+    pub total: f32,
+}
+
+/// Everything a step computed.
+pub struct StepResult {
+    /// Scalar losses.
+    pub losses: StepLosses,
+    /// Gradients of the total loss.
+    pub grads: GradStore,
+    /// Student outputs on view 1 and view 2.
+    pub student: [SlicerOutput; 2],
+    /// Teacher outputs on view 1 and view 2 (detached).
+    pub teacher: [SlicerOutput; 2],
+}
+
+/// Runs the forward passes, losses, enqueues (and, in official mode, the two EMA updates),
+/// and the backward pass. The optimiser step (and the corrected EMA) is the caller's.
+pub fn slicer_step(
+    cfg: &ObjectiveConfig,
+    student: &SlicerNet,
+    teacher: &SlicerNet,
+    queue: &mut KeyQueue,
+    x1: &Tensor,
+    x2: &Tensor,
+    dropout: StepDropout<'_>,
+) -> Result<StepResult> {
+    let StepDropout {
+        mut student_v1,
+        mut student_v2,
+        mut teacher_v2,
+        mut teacher_v1,
+    } = dropout;
+    let official = cfg.fidelity == Fidelity::Official;
+    let detach = |o: SlicerOutput| SlicerOutput {
+        frames: o.frames.detach(),
+        pooled: o.pooled.detach(),
+        z: o.z.detach(),
+        c: o.c.detach(),
+    };
+
+    if official {
+        teacher.ema_from(student, cfg.ema_momentum)?;
+    }
+    let s1 = student.forward(x1, true, &mut student_v1)?;
+    let t2 = detach(teacher.forward(x2, true, &mut teacher_v2)?);
+    let k2 = l2_normalize(&t2.z)?;
+    let loss_a = info_nce(&l2_normalize(&s1.z)?, &k2, &queue.keys, cfg.temperature)?;
+    if official {
+        queue.enqueue(&k2)?;
+        teacher.ema_from(student, cfg.ema_momentum)?;
+    }
+    let s2 = student.forward(x2, true, &mut student_v2)?;
+    let t1 = detach(teacher.forward(x1, true, &mut teacher_v1)?);
+    let k1 = l2_normalize(&t1.z)?;
+    let loss_b = info_nce(&l2_normalize(&s2.z)?, &k1, &queue.keys, cfg.temperature)?;
+    if !official {
+        queue.enqueue(&k2)?;
+    }
+    queue.enqueue(&k1)?;
+
+    let cluster = cluster_loss(&s1.c, &s2.c, cfg.cluster_temperature)?;
+    let entropy = cluster_entropy_term(&s1.c, &s2.c)?;
+    let mut total = ((&loss_a + &loss_b)? + &cluster)?;
+    if cfg.entropy_weight != 0.0 {
+        total = (total + (&entropy * cfg.entropy_weight)?)?;
+    }
+    let scalar = |t: &Tensor| t.to_scalar::<f32>();
+    let losses = StepLosses {
+        instance_a: scalar(&loss_a)?,
+        instance_b: scalar(&loss_b)?,
+        cluster: scalar(&cluster)?,
+        entropy: scalar(&entropy)?,
+        total: scalar(&total)?,
+    };
+    let grads = total.backward()?;
+    Ok(StepResult {
+        losses,
+        grads,
+        student: [s1, s2],
+        teacher: [t1, t2],
+    })
+}
