@@ -14,6 +14,7 @@
 
 pub mod atomic;
 pub mod audio;
+pub mod augment;
 pub mod cache;
 pub mod data;
 pub mod error;
