@@ -9,6 +9,8 @@ pub trait Progress: Sync {
     fn advance(&self, n: u64);
     /// The current stage is done.
     fn finish(&self);
+    /// A short status line for the current stage (loss, speed, ...).
+    fn message(&self, _status: &str) {}
 }
 
 /// Ignores progress.

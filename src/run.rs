@@ -106,6 +106,29 @@ impl RunDir {
         Ok(run)
     }
 
+    /// Opens an existing run folder (to resume it).
+    pub fn open(path: &Path) -> Result<Self> {
+        let provenance = path.join("run.json");
+        let text = std::fs::read_to_string(&provenance).map_err(|e| Error::io(&provenance, e))?;
+        let parsed: Provenance = serde_json::from_str(&text).map_err(|e| {
+            Error::Invalid(format!(
+                "{}: not a run folder's run.json: {e}",
+                provenance.display()
+            ))
+        })?;
+        Ok(Self {
+            id: parsed.run_id,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Reads a JSON file written by [`RunDir::write_json`].
+    pub fn read_json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T> {
+        let path = self.path.join(name);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+    }
+
     /// Writes `value` as pretty JSON to `name` in the run folder, atomically.
     pub fn write_json(&self, name: &str, value: &impl Serialize) -> Result<()> {
         let text = serde_json::to_string_pretty(value)

@@ -77,8 +77,9 @@ fn smoke_run_writes_a_run_folder_and_names_the_missing_stages() {
         stdout.contains("| vowels |") && stdout.contains("| environment |"),
         "{stdout}"
     );
+    assert!(stdout.contains("pre-training: 6 steps"), "{stdout}");
     assert!(
-        stdout.contains("stages not built yet") && stdout.contains("pretrain"),
+        stdout.contains("stages not built yet") && stdout.contains("embed"),
         "{stdout}"
     );
     let runs: Vec<_> = std::fs::read_dir(dir.path().join("runs"))
@@ -92,15 +93,11 @@ fn smoke_run_writes_a_run_folder_and_names_the_missing_stages() {
         "norm_stats.json",
         "features.json",
         "floor.json",
+        "metrics.parquet",
     ] {
         assert!(Path::new(&runs[0]).join(file).is_file(), "{file} missing");
     }
-    let (ok, _, stderr) = experiment(&[
-        "experiments/smoke.yaml",
-        "--set",
-        &root,
-        "--stage",
-        "pretrain",
-    ]);
+    let (ok, _, stderr) =
+        experiment(&["experiments/smoke.yaml", "--set", &root, "--stage", "embed"]);
     assert!(!ok && stderr.contains("not built yet"), "{stderr}");
 }

@@ -200,4 +200,6 @@ fn hash_follows_the_resolved_values() {
         "writing a default explicitly does not change the run"
     );
     assert_ne!(a.hash(), c.hash());
+    let d = load(MINIMAL, &["output.root=/elsewhere"]).unwrap().spec;
+    assert_eq!(a.hash(), d.hash(), "where results go does not change them");
 }

@@ -29,6 +29,9 @@ struct Cli {
     /// Print the resolved spec (defaults filled in, overrides applied) and exit.
     #[arg(long)]
     print_config: bool,
+    /// Continue the run in this folder from its newest checkpoint (same spec required).
+    #[arg(long, value_name = "RUN_DIR")]
+    resume: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -37,7 +40,7 @@ enum Stage {
     Features,
     /// Features, then the bag-of-frames probe floor of every task.
     Floor,
-    /// SLICER pre-training (not built yet).
+    /// Normalisation statistics, then SLICER pre-training.
     Pretrain,
     /// Frozen-encoder embeddings (not built yet).
     Embed,
@@ -45,15 +48,11 @@ enum Stage {
     Probe,
     /// The LAPE table over all runs (not built yet).
     Summary,
-    /// Every stage that is built.
+    /// Features, floor and pre-training (every stage that is built).
     All,
 }
 
 const NOT_BUILT: &[(Stage, &str)] = &[
-    (
-        Stage::Pretrain,
-        "pretrain: the SLICER model and training loop (issue 3)",
-    ),
     (Stage::Embed, "embed: frozen-encoder embeddings (issue 4)"),
     (Stage::Probe, "probe: linear probes on embeddings (issue 4)"),
     (
@@ -68,7 +67,7 @@ struct Bars(Mutex<Option<ProgressBar>>);
 
 impl Progress for Bars {
     fn start(&self, label: &str, total: u64) {
-        let bar = ProgressBar::new(total).with_message(label.to_owned());
+        let bar = ProgressBar::new(total).with_prefix(label.to_owned());
         bar.set_style(
             ProgressStyle::with_template(
                 "{msg:>24} [{bar:30}] {pos}/{len} clips ({per_sec}, eta {eta})",
@@ -86,6 +85,11 @@ impl Progress for Bars {
     fn finish(&self) {
         if let Some(bar) = self.0.lock().expect("not poisoned").take() {
             bar.finish_and_clear();
+        }
+    }
+    fn message(&self, status: &str) {
+        if let Some(bar) = self.0.lock().expect("not poisoned").as_ref() {
+            bar.set_message(status.to_owned());
         }
     }
 }
@@ -113,7 +117,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     if let Some((_, what)) = NOT_BUILT.iter().find(|(stage, _)| *stage == cli.stage) {
-        anyhow::bail!("stage `{what}` is not built yet; run --stage features, floor or all");
+        anyhow::bail!(
+            "stage `{what}` is not built yet; run --stage features, floor, pretrain or all"
+        );
     }
     loaded.check_paths()?;
     let spec = &loaded.spec;
@@ -123,36 +129,58 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .iter()
         .map(|t| Task::from_config(t, spec.seed).with_context(|| format!("task `{}`", t.name)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let run = RunDir::create(&loaded)?;
+    let run = match &cli.resume {
+        Some(dir) => RunDir::open(dir)?,
+        None => RunDir::create(&loaded)?,
+    };
     tracing::info!("run {} in {}", run.id, run.path.display());
     let bars = Bars::default();
 
-    let stats = pipeline::normalization_stats(spec, &bars)?;
-    run.write_json("norm_stats.json", &stats)?;
+    let stats = if cli.resume.is_some() {
+        run.read_json("norm_stats.json")?
+    } else {
+        let stats = pipeline::normalization_stats(spec, &bars)?;
+        run.write_json("norm_stats.json", &stats)?;
+        stats
+    };
     tracing::info!(
         "normalisation: mean {:.4}, std {:.4} over {} clips",
         stats.mean,
         stats.std,
         stats.n_clips
     );
-    let cache = FeatureCache::new(spec.output.root.join("cache").join("features"));
-    let features = tasks
-        .iter()
-        .map(|t| pipeline::task_features(spec, t, &cache, &bars))
-        .collect::<slicer::Result<Vec<_>>>()?;
-    let summary: Vec<_> = features
-        .iter()
-        .map(|f| serde_json::json!({"task": f.task, "clips": f.splits.each_ref().map(|s| s.labels.len()), "skipped": f.splits.each_ref().map(|s| s.skipped)}))
-        .collect();
-    run.write_json("features.json", &summary)?;
-
-    if cli.stage != Stage::Features {
-        let floors = features
+    if matches!(cli.stage, Stage::Features | Stage::Floor | Stage::All) {
+        let cache = FeatureCache::new(spec.output.root.join("cache").join("features"));
+        let features = tasks
             .iter()
-            .map(|f| pipeline::bag_of_frames_floor(spec, f))
+            .map(|t| pipeline::task_features(spec, t, &cache, &bars))
             .collect::<slicer::Result<Vec<_>>>()?;
-        run.write_json("floor.json", &floors)?;
-        println!("{}", floor_table(&floors));
+        let summary: Vec<_> = features
+            .iter()
+            .map(|f| serde_json::json!({"task": f.task, "clips": f.splits.each_ref().map(|s| s.labels.len()), "skipped": f.splits.each_ref().map(|s| s.skipped)}))
+            .collect();
+        run.write_json("features.json", &summary)?;
+        if cli.stage != Stage::Features {
+            let floors = features
+                .iter()
+                .map(|f| pipeline::bag_of_frames_floor(spec, f))
+                .collect::<slicer::Result<Vec<_>>>()?;
+            run.write_json("floor.json", &floors)?;
+            println!("{}", floor_table(&floors));
+        }
+    }
+    if matches!(cli.stage, Stage::Pretrain | Stage::All) {
+        let trained = slicer::train::pretrain(spec, &run.path, stats, cli.resume.is_some(), &bars)?;
+        if let (Some(first), Some(last)) = (trained.metrics.first(), trained.metrics.last()) {
+            println!(
+                "pre-training: {} steps, loss {:.4} -> {:.4}, cluster usage entropy {:.3} (max {:.3})",
+                trained.steps,
+                first.loss_total,
+                last.loss_total,
+                last.cluster_usage_entropy,
+                (spec.model.n_clusters as f64).ln()
+            );
+        }
     }
     println!("run folder: {}", run.path.display());
     if cli.stage == Stage::All {

@@ -36,6 +36,35 @@ impl Default for ModelConfig {
     }
 }
 
+impl ModelConfig {
+    /// Bad values, with keys relative to `model`.
+    pub fn problems(&self) -> Vec<crate::spec::Problem> {
+        use crate::spec::Problem;
+        let mut p = Vec::new();
+        for (key, value) in [
+            ("d", self.d),
+            ("instance_dim", self.instance_dim),
+            ("n_clusters", self.n_clusters),
+        ] {
+            if value == 0 {
+                p.push(Problem::new(
+                    key,
+                    "must be at least 1",
+                    "SPEC 13: d 2048, instance_dim 128, n_clusters 128",
+                ));
+            }
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            p.push(Problem::new(
+                "dropout",
+                format!("{} is not a probability below 1", self.dropout),
+                "SPEC 4 uses 0.3",
+            ));
+        }
+        p
+    }
+}
+
 /// The outputs of one forward pass.
 #[derive(Debug, Clone)]
 pub struct SlicerOutput {

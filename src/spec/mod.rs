@@ -18,9 +18,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use crate::augment::AugmentConfig;
 use crate::data::DataConfig;
 use crate::eval::ProbeConfig;
 use crate::features::{FrontendConfig, NormalizationConfig};
+use crate::model::ModelConfig;
+use crate::optim::{LrSchedule, OptimizerConfig};
+use crate::train::{ObjectiveConfig, TrainConfig};
 
 /// The master seed used when a spec does not set one.
 pub const DEFAULT_SEED: u64 = 20_261_124;
@@ -43,6 +47,24 @@ pub struct ExperimentSpec {
     pub normalization: NormalizationConfig,
     /// Pre-training corpus and downstream tasks.
     pub data: DataConfig,
+    /// Encoder and head sizes (SPEC 4, 5).
+    #[serde(default)]
+    pub model: ModelConfig,
+    /// Augmentations (SPEC 3).
+    #[serde(default)]
+    pub augment: AugmentConfig,
+    /// Losses, EMA, queue and fidelity (SPEC 6, 7).
+    #[serde(default)]
+    pub objective: ObjectiveConfig,
+    /// Optimiser (SPEC 8, 13).
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    /// Learning-rate schedule.
+    #[serde(default = "default_schedule")]
+    pub schedule: LrSchedule,
+    /// Pre-training loop.
+    #[serde(default)]
+    pub train: TrainConfig,
     /// Linear-probe protocol (SPEC 9.3).
     #[serde(default)]
     pub probe: ProbeConfig,
@@ -53,6 +75,10 @@ pub struct ExperimentSpec {
 
 fn default_seed() -> u64 {
     DEFAULT_SEED
+}
+
+fn default_schedule() -> LrSchedule {
+    LrSchedule::Constant
 }
 
 /// Output locations.
@@ -225,6 +251,15 @@ impl ExperimentSpec {
                 .map(|p| p.under("data")),
         );
         problems.extend(self.probe.problems().into_iter().map(|p| p.under("probe")));
+        problems.extend(self.train.problems().into_iter().map(|p| p.under("train")));
+        problems.extend(self.model.problems().into_iter().map(|p| p.under("model")));
+        if self.objective.queue_size % self.train.batch_size != 0 {
+            problems.push(Problem::new(
+                "objective.queue_size",
+                format!("{} is not a multiple of train.batch_size ({})", self.objective.queue_size, self.train.batch_size),
+                "the queue is written in whole batches (SPEC 6); e.g. 65536 with a power-of-two batch",
+            ));
+        }
         if !self
             .name
             .chars()
@@ -242,9 +277,14 @@ impl ExperimentSpec {
         problems
     }
 
-    /// blake3 of the canonical JSON form of the resolved spec, in hex.
+    /// blake3 of the canonical JSON form of the resolved spec, in hex. `output` is left out:
+    /// where results are written does not change them.
     pub fn hash(&self) -> String {
-        let canonical = serde_json::to_vec(self).expect("a spec always serialises");
+        let canonical = serde_json::to_vec(&Self {
+            output: OutputConfig::default(),
+            ..self.clone()
+        })
+        .expect("a spec always serialises");
         blake3::hash(&canonical).to_hex().to_string()
     }
 }

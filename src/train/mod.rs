@@ -1,5 +1,12 @@
-//! SLICER pre-training: the training step (and, to come, the loop around it).
+//! SLICER pre-training: the data pipeline, the training step and the loop around it.
 
+mod batches;
+mod config;
 mod step;
+mod trainer;
+
+pub use batches::{fit_centroids, Batch, BatchPlan};
+pub use config::TrainConfig;
+pub use trainer::{pretrain, Pretrained};
 
 pub use step::{slicer_step, Fidelity, ObjectiveConfig, StepDropout, StepLosses, StepResult};

@@ -1,0 +1,123 @@
+//! Training checkpoints: `checkpoints/step-NNNNNNNN/` holding the student, the teacher, the
+//! optimiser state and the queue as safetensors, the metrics so far (`metrics.parquet`), and
+//! `state.json` (step, epoch, position, spec hash). A checkpoint is written into a temporary folder and renamed into place, so a
+//! killed process leaves either a complete checkpoint or none; the newest `keep_last` are kept.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Where training stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Optimiser steps completed.
+    pub step: u64,
+    /// Epoch of the next step.
+    pub epoch: usize,
+    /// Step within that epoch of the next step.
+    pub step_in_epoch: usize,
+    /// Hash of the resolved spec that produced the run.
+    pub spec_hash: String,
+    /// Master seed.
+    pub seed: u64,
+    /// Queue write pointer.
+    pub queue_ptr: usize,
+}
+
+/// The tensors of a checkpoint, by file.
+#[derive(Debug, Default)]
+pub struct CheckpointTensors {
+    /// Student state (parameters and BN buffers).
+    pub student: HashMap<String, Tensor>,
+    /// Teacher state.
+    pub teacher: HashMap<String, Tensor>,
+    /// Optimiser slots.
+    pub optimizer: HashMap<String, Tensor>,
+    /// `keys`: the queue.
+    pub queue: HashMap<String, Tensor>,
+}
+
+const FILES: [&str; 4] = ["student", "teacher", "optimizer", "queue"];
+
+fn candle_err(path: &Path) -> impl Fn(candle_core::Error) -> Error + '_ {
+    move |e| Error::Invalid(format!("{}: {e}", path.display()))
+}
+
+/// Writes a checkpoint under `root` and prunes all but the newest `keep_last`.
+pub fn save(
+    root: &Path,
+    state: &TrainState,
+    tensors: [Vec<(String, Tensor)>; 4],
+    metrics: &[crate::results::MetricRow],
+    keep_last: usize,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
+    let final_dir = root.join(format!("step-{:08}", state.step));
+    let tmp = tempfile::Builder::new()
+        .prefix(".tmp-step-")
+        .tempdir_in(root)
+        .map_err(|e| Error::io(root, e))?;
+    for (name, entries) in FILES.iter().zip(tensors) {
+        let path = tmp.path().join(format!("{name}.safetensors"));
+        let map: HashMap<String, Tensor> = entries.into_iter().collect();
+        candle_core::safetensors::save(&map, &path).map_err(candle_err(&path))?;
+        std::fs::File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(&path, e))?;
+    }
+    crate::results::write_metrics(&tmp.path().join("metrics.parquet"), metrics)?;
+    let text = serde_json::to_string_pretty(state).expect("serialisable");
+    crate::atomic::write(&tmp.path().join("state.json"), text.as_bytes())?;
+    if final_dir.exists() {
+        std::fs::remove_dir_all(&final_dir).map_err(|e| Error::io(&final_dir, e))?;
+    }
+    let tmp_path = tmp.keep();
+    std::fs::rename(&tmp_path, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
+    let all = list(root)?;
+    for old in all.iter().take(all.len().saturating_sub(keep_last)) {
+        std::fs::remove_dir_all(old).map_err(|e| Error::io(old, e))?;
+    }
+    Ok(final_dir)
+}
+
+/// Complete checkpoints under `root`, oldest first.
+pub fn list(root: &Path) -> Result<Vec<PathBuf>> {
+    if !root.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .map_err(|e| Error::io(root, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("step-"))
+                && p.join("state.json").is_file()
+        })
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// Reads the checkpoint in `dir`.
+pub fn load(dir: &Path, device: &Device) -> Result<(TrainState, CheckpointTensors)> {
+    let state_path = dir.join("state.json");
+    let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
+    let state: TrainState = serde_json::from_str(&text)
+        .map_err(|e| Error::Invalid(format!("{}: corrupt state: {e}", state_path.display())))?;
+    let read = |name: &str| -> Result<HashMap<String, Tensor>> {
+        let path = dir.join(format!("{name}.safetensors"));
+        candle_core::safetensors::load(&path, device).map_err(candle_err(&path))
+    };
+    let tensors = CheckpointTensors {
+        student: read("student")?,
+        teacher: read("teacher")?,
+        optimizer: read("optimizer")?,
+        queue: read("queue")?,
+    };
+    Ok((state, tensors))
+}

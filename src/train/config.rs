@@ -1,0 +1,71 @@
+//! Pre-training loop settings.
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::Problem;
+
+/// How long and how to pre-train.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Passes over the pre-training corpus (SPEC 8: 50).
+    pub epochs: usize,
+    /// Clips per step (SPEC 13: 512 global).
+    pub batch_size: usize,
+    /// Stop after this many steps even if epochs remain (`null`: run every epoch).
+    pub max_steps: Option<u64>,
+    /// Write a checkpoint every this many steps (and at the end).
+    pub checkpoint_every: u64,
+    /// Checkpoints kept (the newest ones).
+    pub keep_last: usize,
+    /// Batches prepared ahead by the background data thread.
+    pub prefetch: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 50,
+            batch_size: 512,
+            max_steps: None,
+            checkpoint_every: 100,
+            keep_last: 3,
+            prefetch: 4,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Bad values, with keys relative to `train`.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        if self.epochs == 0 {
+            p.push(Problem::new(
+                "epochs",
+                "must be at least 1",
+                "SPEC 8 uses 50",
+            ));
+        }
+        if self.batch_size < 2 {
+            p.push(Problem::new(
+                "batch_size",
+                "must be at least 2 (BatchNorm and the cluster loss need a batch)",
+                "SPEC 13 uses 512",
+            ));
+        }
+        if self.checkpoint_every == 0 {
+            p.push(Problem::new(
+                "checkpoint_every",
+                "must be at least 1",
+                "e.g. 100",
+            ));
+        }
+        if self.keep_last == 0 {
+            p.push(Problem::new("keep_last", "must be at least 1", "e.g. 3"));
+        }
+        if self.prefetch == 0 {
+            p.push(Problem::new("prefetch", "must be at least 1", "e.g. 4"));
+        }
+        p
+    }
+}

@@ -1,0 +1,253 @@
+//! The pre-training loop: builds the student, teacher, queue and optimiser from the seed,
+//! consumes batches from the background pipeline, steps, checkpoints and resumes.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor, Var};
+
+use super::batches::{fit_centroids, BatchPlan};
+use super::step::{slicer_step, Fidelity, StepDropout};
+use crate::checkpoint::{self, TrainState};
+use crate::data::{load_clips, pretrain_clips};
+use crate::error::{Error, Result};
+use crate::features::{LogMelFrontend, NormStats};
+use crate::loss::cluster_usage_entropy;
+use crate::model::{Dropout, KeyQueue, SlicerNet};
+use crate::optim::Optimizer;
+use crate::progress::Progress;
+use crate::results::{write_metrics, MetricRow};
+use crate::rng::{stream, stream_indexed};
+use crate::spec::ExperimentSpec;
+
+/// What a pre-training run produced.
+#[derive(Debug)]
+pub struct Pretrained {
+    /// The trained student.
+    pub student: SlicerNet,
+    /// Steps completed.
+    pub steps: u64,
+    /// The step's metrics, in order.
+    pub metrics: Vec<MetricRow>,
+}
+
+fn candle(e: candle_core::Error) -> Error {
+    Error::Invalid(format!("tensor operation failed: {e}"))
+}
+
+/// Pre-trains per `spec` in `run_dir` (checkpoints in `run_dir/checkpoints`, metrics in
+/// `run_dir/metrics.parquet`). With `resume`, continues from the newest checkpoint there.
+pub fn pretrain(
+    spec: &ExperimentSpec,
+    run_dir: &Path,
+    norm: NormStats,
+    resume: bool,
+    progress: &dyn Progress,
+) -> Result<Pretrained> {
+    let device = Device::Cpu;
+    let cfg = &spec.train;
+    let n_mels = spec.frontend.n_mels;
+    let frontend = Arc::new(LogMelFrontend::new(&spec.frontend));
+    let window = (spec.data.window_seconds * f64::from(spec.frontend.sample_rate)).round() as usize;
+
+    let clips = pretrain_clips(&spec.data.pretrain, spec.seed)?;
+    progress.start("decode pre-training audio", clips.len() as u64);
+    let loaded = load_clips(
+        &clips,
+        spec.frontend.sample_rate,
+        spec.data.skip_bad_files,
+        progress,
+    )?;
+    progress.finish();
+    let corpus: Arc<Vec<Vec<f32>>> = Arc::new(loaded.loaded.into_iter().map(|(_, s)| s).collect());
+    if corpus.len() < cfg.batch_size {
+        return Err(Error::Invalid(format!(
+            "the pre-training corpus has {} usable clips, fewer than train.batch_size = {}",
+            corpus.len(),
+            cfg.batch_size
+        )));
+    }
+    let centroids = match &spec.augment.kmix {
+        Some(k) => Some(fit_centroids(
+            &corpus, &frontend, &norm, window, k, spec.seed,
+        )?),
+        None => None,
+    };
+
+    let student = SlicerNet::new(
+        &spec.model,
+        n_mels,
+        &mut stream(spec.seed, "model/init"),
+        &device,
+    )
+    .map_err(candle)?;
+    let teacher = student
+        .duplicate(&spec.model, n_mels, &device)
+        .map_err(candle)?;
+    let mut queue = KeyQueue::new(
+        spec.model.instance_dim,
+        spec.objective.queue_size,
+        &mut stream(spec.seed, "queue/init"),
+        &device,
+    )
+    .map_err(candle)?;
+    let params: Vec<Var> = student.named_params().into_iter().map(|(_, v)| v).collect();
+    let mut optimizer = Optimizer::new(spec.optimizer.clone(), params.len());
+    let ckpt_root = run_dir.join("checkpoints");
+    let spec_hash = spec.hash();
+    let mut state = TrainState {
+        step: 0,
+        epoch: 0,
+        step_in_epoch: 0,
+        spec_hash: spec_hash.clone(),
+        seed: spec.seed,
+        queue_ptr: 0,
+    };
+    let mut metrics: Vec<MetricRow> = Vec::new();
+    if resume {
+        if let Some(latest) = checkpoint::list(&ckpt_root)?.pop() {
+            let (saved, tensors) = checkpoint::load(&latest, &device)?;
+            if saved.spec_hash != spec_hash {
+                return Err(Error::Invalid(format!(
+                    "{}: the checkpoint was written by spec {} but this spec hashes to {}; resume with the run's own spec.yaml",
+                    latest.display(),
+                    &saved.spec_hash[..8],
+                    &spec_hash[..8]
+                )));
+            }
+            student.load_state(&tensors.student).map_err(candle)?;
+            teacher.load_state(&tensors.teacher).map_err(candle)?;
+            optimizer
+                .load_state(saved.step, &tensors.optimizer)
+                .map_err(candle)?;
+            queue.keys = tensors.queue.get("keys").cloned().ok_or_else(|| {
+                Error::Invalid(format!("{}: queue has no keys", latest.display()))
+            })?;
+            queue.ptr = saved.queue_ptr;
+            metrics = crate::results::read_metrics(&latest.join("metrics.parquet"))?;
+            tracing::info!("resuming from {} (step {})", latest.display(), saved.step);
+            state = saved;
+        } else {
+            tracing::info!(
+                "no checkpoint in {}: starting from step 0",
+                ckpt_root.display()
+            );
+        }
+    }
+
+    let plan = BatchPlan {
+        corpus,
+        frontend: frontend.clone(),
+        norm,
+        augment: spec.augment.clone(),
+        centroids,
+        window,
+        batch_size: cfg.batch_size,
+        epochs: cfg.epochs,
+        seed: spec.seed,
+    };
+    let steps_per_epoch = plan.steps_per_epoch();
+    let total = cfg
+        .max_steps
+        .unwrap_or(u64::MAX)
+        .min((cfg.epochs * steps_per_epoch) as u64);
+    let frames = spec.frontend.n_frames(window);
+    progress.start("pretrain", total);
+    progress.advance(state.step);
+    let (batches, producer) = plan.spawn(state.epoch, state.step_in_epoch, cfg.prefetch);
+    let mut last = Instant::now();
+    for batch in batches.iter() {
+        if state.step >= total {
+            break;
+        }
+        let shape = (cfg.batch_size, 1, n_mels, frames);
+        let x1 = Tensor::from_vec(batch.view1, shape, &device).map_err(candle)?;
+        let x2 = Tensor::from_vec(batch.view2, shape, &device).map_err(candle)?;
+        let lr = spec.schedule.lr(spec.optimizer.lr(), state.step, total);
+        let mut rngs = ["s1", "s2", "t2", "t1"]
+            .map(|k| stream_indexed(spec.seed, &format!("train/dropout/{k}"), state.step));
+        let [r1, r2, r3, r4] = &mut rngs;
+        let dropout = StepDropout {
+            student_v1: Dropout::Sample(r1),
+            student_v2: Dropout::Sample(r2),
+            teacher_v2: Dropout::Sample(r3),
+            teacher_v1: Dropout::Sample(r4),
+        };
+        let result = slicer_step(
+            &spec.objective,
+            &student,
+            &teacher,
+            &mut queue,
+            &x1,
+            &x2,
+            dropout,
+        )
+        .map_err(candle)?;
+        let l = result.losses;
+        if !l.total.is_finite() {
+            let kept = checkpoint::list(&ckpt_root)?
+                .pop()
+                .map_or("none yet".to_owned(), |p| p.display().to_string());
+            return Err(Error::Invalid(format!(
+                "non-finite loss at step {} (epoch {}): instance {} + {}, cluster {}; stopped without saving. Last good checkpoint: {kept}. Try a lower learning rate.",
+                state.step + 1,
+                batch.epoch,
+                l.instance_a,
+                l.instance_b,
+                l.cluster
+            )));
+        }
+        optimizer.step(&params, &result.grads, lr).map_err(candle)?;
+        if spec.objective.fidelity == Fidelity::Corrected {
+            teacher
+                .ema_from(&student, spec.objective.ema_momentum)
+                .map_err(candle)?;
+        }
+        let elapsed = last.elapsed().as_secs_f64();
+        last = Instant::now();
+        state.step += 1;
+        state.epoch = batch.epoch + (batch.step_in_epoch + 1) / steps_per_epoch;
+        state.step_in_epoch = (batch.step_in_epoch + 1) % steps_per_epoch;
+        state.queue_ptr = queue.ptr;
+        let row = MetricRow {
+            step: state.step,
+            epoch: batch.epoch as u64,
+            lr,
+            loss_total: l.total,
+            loss_instance_a: l.instance_a,
+            loss_instance_b: l.instance_b,
+            loss_cluster: l.cluster,
+            entropy_term: l.entropy,
+            cluster_usage_entropy: cluster_usage_entropy(&result.student[0].c).map_err(candle)?,
+            clips_per_s: cfg.batch_size as f64 / elapsed.max(1e-9),
+        };
+        progress.message(&format!(
+            "loss {:.4} | {:.1} clips/s",
+            row.loss_total, row.clips_per_s
+        ));
+        progress.advance(1);
+        metrics.push(row);
+        if state.step % cfg.checkpoint_every == 0 || state.step == total {
+            let tensors = [
+                student.state().map_err(candle)?,
+                teacher.state().map_err(candle)?,
+                optimizer.state(),
+                vec![("keys".to_owned(), queue.keys.clone())],
+            ];
+            let dir = checkpoint::save(&ckpt_root, &state, tensors, &metrics, cfg.keep_last)?;
+            write_metrics(&run_dir.join("metrics.parquet"), &metrics)?;
+            tracing::info!("step {}: checkpoint {}", state.step, dir.display());
+        }
+    }
+    drop(batches);
+    producer
+        .join()
+        .map_err(|_| Error::Invalid("the data thread panicked".into()))?;
+    progress.finish();
+    Ok(Pretrained {
+        student,
+        steps: state.step,
+        metrics,
+    })
+}
