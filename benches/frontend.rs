@@ -6,125 +6,14 @@
 //! `python bench_summary.py torch.jsonl rust.jsonl` puts both side by side.
 //! Options after `--`: `--reps N` (default 10), `--warmup N` (default 2), `--clips N` (64).
 
-use std::time::Instant;
+mod common;
 
+use common::{arg, emit, time_reps};
 use rand_distr::{Distribution, StandardNormal};
 use slicer::features::{FrontendConfig, LogMelFrontend};
 
-/// Busy CPU seconds of the whole machine (/proc/stat ticks) and of this process (nanosecond
-/// schedstat of every thread, the analogue of Python's `process_time`), on Linux.
-fn cpu_seconds() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let cpu: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    let busy = cpu
-        .iter()
-        .sum::<u64>()
-        .saturating_sub(cpu.get(3).copied().unwrap_or(0) + cpu.get(4).copied().unwrap_or(0));
-    let own_ns: u64 = std::fs::read_dir("/proc/self/task")
-        .map(|tasks| {
-            tasks
-                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
-                .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-                .sum()
-        })
-        .unwrap_or(0);
-    (busy as f64 * TICK_S, own_ns as f64 * 1e-9)
-}
-
-const TICK_S: f64 = 0.01;
-
-fn nproc() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-struct Rep {
-    wall: f64,
-    others: f64,
-}
-
-fn time_reps(reps: usize, warmup: usize, mut f: impl FnMut()) -> Vec<Rep> {
-    let t0 = Instant::now();
-    for _ in 0..warmup.max(1) {
-        f();
-    }
-    let per_call = t0.elapsed().as_secs_f64() / warmup.max(1) as f64;
-    let reps = reps.max((2.0 / per_call.max(1e-6)).ceil() as usize);
-    (0..reps)
-        .map(|_| {
-            let (b0, m0) = cpu_seconds();
-            let start = Instant::now();
-            f();
-            let wall = start.elapsed().as_secs_f64();
-            let (b1, m1) = cpu_seconds();
-            let own = m1 - m0;
-            // Others cannot exceed the cores this process left idle (as bench_torch.py caps it).
-            let idle_left = (nproc() as f64 * wall - own).max(0.0);
-            let others = (b1 - b0 - own).clamp(0.0, idle_left);
-            Rep { wall, others }
-        })
-        .collect()
-}
-
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    Some(v[v.len() / 2])
-}
-
-fn emit(mode: &str, clips: usize, warmup: usize, reps: &[Rep]) {
-    let times: Vec<f64> = reps.iter().map(|r| r.wall).collect();
-    let med = median(times.clone()).expect("at least one rep");
-    let total: f64 = times.iter().sum();
-    let others_total = reps.iter().map(|r| r.others).sum::<f64>() / total;
-    let quiet = if times.iter().cloned().fold(f64::INFINITY, f64::min) >= 0.2 {
-        median(
-            reps.iter()
-                .filter(|r| r.others / r.wall <= 0.1)
-                .map(|r| r.wall)
-                .collect(),
-        )
-    } else if others_total <= 0.1 {
-        Some(med)
-    } else {
-        None
-    };
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load1: f64 = load
-        .split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(-1.0);
-    let record = serde_json::json!({
-        "impl": "rust", "bench": "logmel", "lib": "slicer", "mode": mode,
-        "clips": clips, "clip_s": 1.0, "sr": 16000, "out": [64, 101],
-        "median_s": med, "min_s": times.iter().cloned().fold(f64::INFINITY, f64::min),
-        "max_s": times.iter().cloned().fold(0.0, f64::max), "reps": times.len(), "warmup": warmup,
-        "throughput": clips as f64 / med, "throughput_unit": "audio_s/s",
-        "threads": rayon::current_num_threads(), "nproc": nproc(),
-        "others_total": (others_total * 1000.0).round() / 1000.0,
-        "median_quiet_s": quiet, "throughput_quiet": quiet.map(|q| clips as f64 / q),
-        "load_before": {"load1": load1},
-        "lib_version": env!("CARGO_PKG_VERSION"),
-    });
-    println!("{record}");
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+fn logmel_fields(mode: &str, clips: usize) -> serde_json::Value {
+    serde_json::json!({"bench": "logmel", "lib": "slicer", "mode": mode, "clips": clips, "clip_s": 1.0, "sr": 16000, "out": [64, 101]})
 }
 
 fn main() {
@@ -141,14 +30,26 @@ fn main() {
         })
         .collect();
     let frontend = LogMelFrontend::new(&FrontendConfig::default());
-    let single = time_reps(reps, warmup, || {
+    let single = time_reps(reps, warmup, 2.0, || {
         for clip in &clips {
             std::hint::black_box(frontend.compute(clip));
         }
     });
-    emit("single", n, warmup, &single);
-    let batch = time_reps(reps, warmup, || {
+    emit(
+        logmel_fields("single", n),
+        warmup,
+        &single,
+        n as f64,
+        "audio_s/s",
+    );
+    let batch = time_reps(reps, warmup, 2.0, || {
         std::hint::black_box(frontend.compute_batch(&clips));
     });
-    emit("batch", n, warmup, &batch);
+    emit(
+        logmel_fields("batch", n),
+        warmup,
+        &batch,
+        n as f64,
+        "audio_s/s",
+    );
 }

@@ -1,0 +1,114 @@
+//! One SLICER training step (two directions, official order: two EMA updates, SGD as the
+//! toolkit) at d=2048 on 64x96 inputs, batch 64 and 128, and eval-mode embedding throughput
+//! at batch 256, printed as JSON lines in the shape of ../shared/reference/bench_torch.py
+//! (`bench`: `train_step`, `infer_embed`).
+//!
+//! `cargo bench --bench train_step -- [--d 2048] [--reps 3] [--warmup 1] [--queue 65536]
+//! [--batches 64,128] [--infer-batch 256]`
+
+mod common;
+
+use candle_core::{Device, Tensor, Var};
+use common::{arg, emit, time_reps};
+use rand_distr::{Distribution, StandardNormal};
+use slicer::model::{Dropout, KeyQueue, ModelConfig, SlicerNet};
+use slicer::optim::{Optimizer, OptimizerConfig};
+use slicer::rng::stream;
+use slicer::train::{slicer_step, Fidelity, ObjectiveConfig, StepDropout};
+
+fn randn(shape: (usize, usize, usize, usize), seed: u64) -> Tensor {
+    let mut rng = stream(seed, "bench/input");
+    let n = shape.0 * shape.1 * shape.2 * shape.3;
+    let values: Vec<f32> = (0..n).map(|_| StandardNormal.sample(&mut rng)).collect();
+    Tensor::from_vec(values, shape, &Device::Cpu).expect("shape matches")
+}
+
+fn batches() -> Vec<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--batches")
+        .and_then(|i| args.get(i + 1))
+        .map_or(vec![64, 128], |v| {
+            v.split(',').filter_map(|b| b.parse().ok()).collect()
+        })
+}
+
+fn main() {
+    let (d, reps, warmup, queue_size) = (
+        arg("--d", 2048),
+        arg("--reps", 3),
+        arg("--warmup", 1),
+        arg("--queue", 65_536),
+    );
+    let dev = Device::Cpu;
+    let cfg = ModelConfig {
+        d,
+        instance_dim: 128,
+        n_clusters: 128,
+        dropout: 0.3,
+    };
+    let objective = ObjectiveConfig {
+        fidelity: Fidelity::Official,
+        queue_size,
+        ..ObjectiveConfig::default()
+    };
+    for batch in batches() {
+        let student = SlicerNet::new(&cfg, 64, &mut stream(0, "bench/init"), &dev).expect("model");
+        let teacher = student.duplicate(&cfg, 64, &dev).expect("teacher");
+        let mut queue =
+            KeyQueue::new(128, queue_size, &mut stream(0, "bench/queue"), &dev).expect("queue");
+        let params: Vec<Var> = student.named_params().into_iter().map(|(_, v)| v).collect();
+        let mut sgd = Optimizer::new(
+            OptimizerConfig::Sgd {
+                lr: 3e-4,
+                momentum: 0.9,
+                weight_decay: 1e-4,
+            },
+            params.len(),
+        );
+        let (x1, x2) = (randn((batch, 1, 64, 96), 1), randn((batch, 1, 64, 96), 2));
+        let mut step = 0u64;
+        let timed = time_reps(reps, warmup, 0.0, || {
+            step += 1;
+            let mut rngs =
+                ["s1", "s2", "t2", "t1"].map(|k| slicer::rng::stream_indexed(0, k, step));
+            let [a, b, c, e] = &mut rngs;
+            let dropout = StepDropout {
+                student_v1: Dropout::Sample(a),
+                student_v2: Dropout::Sample(b),
+                teacher_v2: Dropout::Sample(c),
+                teacher_v1: Dropout::Sample(e),
+            };
+            let result = slicer_step(
+                &objective, &student, &teacher, &mut queue, &x1, &x2, dropout,
+            )
+            .expect("step");
+            sgd.step(&params, &result.grads, 3e-4).expect("optimiser");
+        });
+        let fields = serde_json::json!({"bench": "train_step", "d": d, "batch": batch, "input": [64, 96], "queue": queue_size, "optimizer": "sgd", "ema_per_step": 2});
+        emit(fields, warmup, &timed, batch as f64, "samples/s");
+    }
+    let infer_batch = arg("--infer-batch", 256);
+    for width in [d, 512]
+        .into_iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .rev()
+    {
+        let cfg = ModelConfig {
+            d: width,
+            ..cfg.clone()
+        };
+        let net = SlicerNet::new(&cfg, 64, &mut stream(0, "bench/init"), &dev).expect("model");
+        let x = randn((infer_batch, 1, 64, 96), 3);
+        let timed = time_reps(reps, warmup, 2.0, || {
+            let frames = net
+                .encoder
+                .forward(&x, false, &mut Dropout::Off)
+                .expect("forward");
+            std::hint::black_box(slicer::model::pool_max_mean(&frames).expect("pool"));
+        });
+        let fields = serde_json::json!({"bench": "infer_embed", "d": width, "batch": infer_batch, "input": [64, 96], "mode": "eval"});
+        emit(fields, warmup, &timed, infer_batch as f64, "embeddings/s");
+    }
+}
