@@ -378,3 +378,48 @@ fn corrected_step_scores_both_directions_against_the_pre_step_queue() {
         );
     }
 }
+
+#[test]
+fn nt_xent_objective_replaces_the_instance_terms() {
+    let f = fixture("slicer_step.safetensors");
+    let dev = Device::Cpu;
+    let cfg = toy_config();
+    let student = SlicerNet::new(&cfg, 64, &mut slicer::rng::stream(1, "test"), &dev).unwrap();
+    student.load_state(&prefixed(&f, "init.")).unwrap();
+    let teacher = student.duplicate(&cfg, 64, &dev).unwrap();
+    let mut queue = KeyQueue {
+        keys: f["queue.init"].clone(),
+        ptr: 0,
+    };
+    let objective = ObjectiveConfig {
+        instance_loss: slicer::train::InstanceLoss::NtXent,
+        temperature: 0.5,
+        queue_size: 24,
+        ..ObjectiveConfig::default()
+    };
+    let dropout = StepDropout {
+        student_v1: Dropout::Mask(&f["mask.student_v1"]),
+        student_v2: Dropout::Mask(&f["mask.student_v2"]),
+        teacher_v2: Dropout::Mask(&f["mask.teacher_v2"]),
+        teacher_v1: Dropout::Mask(&f["mask.teacher_v1"]),
+    };
+    let step = slicer_step(
+        &objective,
+        &student,
+        &teacher,
+        &mut queue,
+        &f["input.x1"],
+        &f["input.x2"],
+        dropout,
+    )
+    .unwrap();
+    let expected = scalar(&f, "ntxent.T0.5.loss");
+    assert!(
+        (step.losses.instance_a - expected).abs() <= 1e-4 + 1e-3 * expected,
+        "{} vs {expected}",
+        step.losses.instance_a
+    );
+    assert_eq!(step.losses.instance_b, 0.0);
+    let total = step.losses.instance_a + step.losses.cluster;
+    assert!((step.losses.total - total).abs() < 1e-5);
+}

@@ -9,4 +9,6 @@ pub use batches::{fit_centroids, Batch, BatchPlan};
 pub use config::TrainConfig;
 pub use trainer::{pretrain, Pretrained};
 
-pub use step::{slicer_step, Fidelity, ObjectiveConfig, StepDropout, StepLosses, StepResult};
+pub use step::{
+    slicer_step, Fidelity, InstanceLoss, ObjectiveConfig, StepDropout, StepLosses, StepResult,
+};

@@ -6,7 +6,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::loss::{cluster_entropy_term, cluster_loss, info_nce, l2_normalize};
+use crate::loss::{cluster_entropy_term, cluster_loss, info_nce, l2_normalize, nt_xent};
 use crate::model::{Dropout, KeyQueue, SlicerNet, SlicerOutput};
 
 /// Which behaviour of the official code to follow.
@@ -22,12 +22,27 @@ pub enum Fidelity {
     Official,
 }
 
+/// The instance-level objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceLoss {
+    /// MoCo InfoNCE of each student view against the other view's teacher key and the queue
+    /// (official SLICER).
+    #[default]
+    Moco,
+    /// NT-Xent between the two student views (SimCLR; LAPE's `InstanceLoss`), reported as
+    /// direction A with direction B 0; the teacher and queue are still updated.
+    NtXent,
+}
+
 /// SLICER loss settings (SPEC 7, 13).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ObjectiveConfig {
     /// Official or corrected step order.
     pub fidelity: Fidelity,
+    /// Instance-level loss.
+    pub instance_loss: InstanceLoss,
     /// Teacher EMA momentum.
     pub ema_momentum: f64,
     /// Instance (MoCo) temperature.
@@ -44,6 +59,7 @@ impl Default for ObjectiveConfig {
     fn default() -> Self {
         Self {
             fidelity: Fidelity::Corrected,
+            instance_loss: InstanceLoss::Moco,
             ema_momentum: 0.999,
             temperature: 0.07,
             cluster_temperature: 1.0,
@@ -137,6 +153,13 @@ pub fn slicer_step(
     }
     queue.enqueue(&k1)?;
 
+    let (loss_a, loss_b) = match cfg.instance_loss {
+        InstanceLoss::Moco => (loss_a, loss_b),
+        InstanceLoss::NtXent => (
+            nt_xent(&s1.z, &s2.z, cfg.temperature)?,
+            loss_b.zeros_like()?,
+        ),
+    };
     let cluster = cluster_loss(&s1.c, &s2.c, cfg.cluster_temperature)?;
     let entropy = cluster_entropy_term(&s1.c, &s2.c)?;
     let mut total = ((&loss_a + &loss_b)? + &cluster)?;
