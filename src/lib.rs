@@ -5,12 +5,13 @@
 //!
 //! The modules follow the data flow: [`audio`] (decode, resample, window) →
 //! [`features`] (log-mel, normalisation) → [`data`] (corpora, tasks) → [`cache`] (feature
-//! cache) → [`eval`] (probes) → [`run`] (run folders and provenance), driven by a typed
-//! experiment [`spec`]; [`pipeline`] strings the stages together.
+//! cache) → [`augment`] (two views) → [`model`] (encoder, heads, queue) → [`loss`] →
+//! [`optim`] → [`train`] (step, data thread, loop) → [`checkpoint`] → [`eval`] (probes) →
+//! [`results`] (Parquet) and [`run`] (run folders and provenance), driven by a typed
+//! experiment [`spec`]; [`pipeline`] strings the evaluation stages together.
 //!
-//! Built so far: everything up to features, normalisation and the bag-of-frames floor. The
-//! model, its pre-training loop, checkpoints, the embedding harness, Parquet result tables and
-//! the Hub loaders are later work (see the README's status section).
+//! Not built yet: frozen-encoder embeddings and the LAPE harness, the Hub loaders, the
+//! baselines and the CUDA path (see the README's status section).
 
 pub mod atomic;
 pub mod audio;
