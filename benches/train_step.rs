@@ -14,7 +14,7 @@ use rand_distr::{Distribution, StandardNormal};
 use slicer::model::{Dropout, KeyQueue, ModelConfig, SlicerNet};
 use slicer::optim::{Optimizer, OptimizerConfig};
 use slicer::rng::stream;
-use slicer::train::{slicer_step, Fidelity, ObjectiveConfig, StepDropout};
+use slicer::train::{dropout_streams, slicer_step, Fidelity, ObjectiveConfig, StepDropout};
 
 fn randn(shape: (usize, usize, usize, usize), seed: u64) -> Tensor {
     let mut rng = stream(seed, "bench/input");
@@ -70,15 +70,8 @@ fn main() {
         let mut step = 0u64;
         let timed = time_reps(reps, warmup, 0.0, || {
             step += 1;
-            let mut rngs =
-                ["s1", "s2", "t2", "t1"].map(|k| slicer::rng::stream_indexed(0, k, step));
-            let [a, b, c, e] = &mut rngs;
-            let dropout = StepDropout {
-                student_v1: Dropout::Sample(a),
-                student_v2: Dropout::Sample(b),
-                teacher_v2: Dropout::Sample(c),
-                teacher_v1: Dropout::Sample(e),
-            };
+            let mut streams = dropout_streams(0, step);
+            let dropout = StepDropout::sampled(&mut streams);
             let result = slicer_step(
                 &objective, &student, &teacher, &mut queue, &x1, &x2, dropout,
             )

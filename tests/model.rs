@@ -76,39 +76,56 @@ fn prefixed(f: &HashMap<String, Tensor>, prefix: &str) -> HashMap<String, Tensor
         .collect()
 }
 
-#[test]
-fn official_step_matches_the_fixture() {
-    let f = fixture("slicer_step.safetensors");
+/// The fixture's initial student, its teacher copy and the initial queue.
+fn fixture_nets(f: &HashMap<String, Tensor>) -> (SlicerNet, SlicerNet, KeyQueue) {
     let dev = Device::Cpu;
     let cfg = toy_config();
     let student = SlicerNet::new(&cfg, 64, &mut slicer::rng::stream(1, "test"), &dev).unwrap();
-    student.load_state(&prefixed(&f, "init.")).unwrap();
+    student.load_state(&prefixed(f, "init.")).unwrap();
     let teacher = student.duplicate(&cfg, 64, &dev).unwrap();
-    let mut queue = KeyQueue {
+    let queue = KeyQueue {
         keys: f["queue.init"].clone(),
         ptr: 0,
     };
-    let objective = ObjectiveConfig {
-        fidelity: Fidelity::Official,
-        queue_size: 24,
-        ..ObjectiveConfig::default()
-    };
+    (student, teacher, queue)
+}
+
+/// One step on the fixture's inputs with its dropout masks.
+fn fixture_step(
+    f: &HashMap<String, Tensor>,
+    objective: &ObjectiveConfig,
+    student: &SlicerNet,
+    teacher: &SlicerNet,
+    queue: &mut KeyQueue,
+) -> slicer::train::StepResult {
     let dropout = StepDropout {
         student_v1: Dropout::Mask(&f["mask.student_v1"]),
         student_v2: Dropout::Mask(&f["mask.student_v2"]),
         teacher_v2: Dropout::Mask(&f["mask.teacher_v2"]),
         teacher_v1: Dropout::Mask(&f["mask.teacher_v1"]),
     };
-    let step = slicer_step(
-        &objective,
-        &student,
-        &teacher,
-        &mut queue,
+    slicer_step(
+        objective,
+        student,
+        teacher,
+        queue,
         &f["input.x1"],
         &f["input.x2"],
         dropout,
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn official_step_matches_the_fixture() {
+    let f = fixture("slicer_step.safetensors");
+    let (student, teacher, mut queue) = fixture_nets(&f);
+    let objective = ObjectiveConfig {
+        fidelity: Fidelity::Official,
+        queue_size: 24,
+        ..ObjectiveConfig::default()
+    };
+    let step = fixture_step(&f, &objective, &student, &teacher, &mut queue);
 
     check_outputs(&f, "student_v1", &step.student[0]);
     check_outputs(&f, "student_v2", &step.student[1]);
@@ -304,12 +321,8 @@ fn update_rules_match() {
 #[test]
 fn corrected_step_scores_both_directions_against_the_pre_step_queue() {
     let f = fixture("slicer_step.safetensors");
-    let dev = Device::Cpu;
-    let cfg = toy_config();
-    let student = SlicerNet::new(&cfg, 64, &mut slicer::rng::stream(1, "test"), &dev).unwrap();
-    student.load_state(&prefixed(&f, "init.")).unwrap();
+    let (student, teacher, mut queue) = fixture_nets(&f);
     // A teacher that differs from the student shows whether the step itself moves it.
-    let teacher = student.duplicate(&cfg, 64, &dev).unwrap();
     teacher
         .load_state(&prefixed(&f, "teacher_after_ema."))
         .unwrap();
@@ -318,10 +331,6 @@ fn corrected_step_scores_both_directions_against_the_pre_step_queue() {
         .iter()
         .map(|(_, v)| v.as_tensor().copy().unwrap())
         .collect();
-    let mut queue = KeyQueue {
-        keys: f["queue.init"].clone(),
-        ptr: 0,
-    };
     let objective = ObjectiveConfig {
         queue_size: 24,
         ..ObjectiveConfig::default()
@@ -331,22 +340,7 @@ fn corrected_step_scores_both_directions_against_the_pre_step_queue() {
         Fidelity::Corrected,
         "the corrected order is the default"
     );
-    let dropout = StepDropout {
-        student_v1: Dropout::Mask(&f["mask.student_v1"]),
-        student_v2: Dropout::Mask(&f["mask.student_v2"]),
-        teacher_v2: Dropout::Mask(&f["mask.teacher_v2"]),
-        teacher_v1: Dropout::Mask(&f["mask.teacher_v1"]),
-    };
-    let step = slicer_step(
-        &objective,
-        &student,
-        &teacher,
-        &mut queue,
-        &f["input.x1"],
-        &f["input.x2"],
-        dropout,
-    )
-    .unwrap();
+    let step = fixture_step(&f, &objective, &student, &teacher, &mut queue);
     // Direction B meets the queue as it was before the step: no view-2 key of this batch.
     let q2 = slicer::loss::l2_normalize(&step.student[1].z).unwrap();
     let k1 = slicer::loss::l2_normalize(&step.teacher[0].z).unwrap();
@@ -382,37 +376,14 @@ fn corrected_step_scores_both_directions_against_the_pre_step_queue() {
 #[test]
 fn nt_xent_objective_replaces_the_instance_terms() {
     let f = fixture("slicer_step.safetensors");
-    let dev = Device::Cpu;
-    let cfg = toy_config();
-    let student = SlicerNet::new(&cfg, 64, &mut slicer::rng::stream(1, "test"), &dev).unwrap();
-    student.load_state(&prefixed(&f, "init.")).unwrap();
-    let teacher = student.duplicate(&cfg, 64, &dev).unwrap();
-    let mut queue = KeyQueue {
-        keys: f["queue.init"].clone(),
-        ptr: 0,
-    };
+    let (student, teacher, mut queue) = fixture_nets(&f);
     let objective = ObjectiveConfig {
         instance_loss: slicer::train::InstanceLoss::NtXent,
         temperature: 0.5,
         queue_size: 24,
         ..ObjectiveConfig::default()
     };
-    let dropout = StepDropout {
-        student_v1: Dropout::Mask(&f["mask.student_v1"]),
-        student_v2: Dropout::Mask(&f["mask.student_v2"]),
-        teacher_v2: Dropout::Mask(&f["mask.teacher_v2"]),
-        teacher_v1: Dropout::Mask(&f["mask.teacher_v1"]),
-    };
-    let step = slicer_step(
-        &objective,
-        &student,
-        &teacher,
-        &mut queue,
-        &f["input.x1"],
-        &f["input.x2"],
-        dropout,
-    )
-    .unwrap();
+    let step = fixture_step(&f, &objective, &student, &teacher, &mut queue);
     let expected = scalar(&f, "ntxent.T0.5.loss");
     assert!(
         (step.losses.instance_a - expected).abs() <= 1e-4 + 1e-3 * expected,

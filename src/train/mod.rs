@@ -10,5 +10,6 @@ pub use config::TrainConfig;
 pub use trainer::{pretrain, Pretrained};
 
 pub use step::{
-    slicer_step, Fidelity, InstanceLoss, ObjectiveConfig, StepDropout, StepLosses, StepResult,
+    dropout_streams, slicer_step, Fidelity, InstanceLoss, ObjectiveConfig, StepDropout, StepLosses,
+    StepResult,
 };

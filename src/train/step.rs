@@ -81,6 +81,25 @@ pub struct StepDropout<'a> {
     pub teacher_v1: Dropout<'a>,
 }
 
+/// The four seeded dropout streams of training step `step` under master `seed`.
+pub fn dropout_streams(seed: u64, step: u64) -> [rand_chacha::ChaCha8Rng; 4] {
+    ["s1", "s2", "t2", "t1"]
+        .map(|k| crate::rng::stream_indexed(seed, &format!("train/dropout/{k}"), step))
+}
+
+impl<'a> StepDropout<'a> {
+    /// Dropout sampled from the four streams of [`dropout_streams`].
+    pub fn sampled(streams: &'a mut [rand_chacha::ChaCha8Rng; 4]) -> Self {
+        let [s1, s2, t2, t1] = streams;
+        Self {
+            student_v1: Dropout::Sample(s1),
+            student_v2: Dropout::Sample(s2),
+            teacher_v2: Dropout::Sample(t2),
+            teacher_v1: Dropout::Sample(t1),
+        }
+    }
+}
+
 /// Scalar losses of a step.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct StepLosses {

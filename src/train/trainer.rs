@@ -8,17 +8,17 @@ use std::time::Instant;
 use candle_core::{Device, Tensor, Var};
 
 use super::batches::{fit_centroids, BatchPlan};
-use super::step::{slicer_step, Fidelity, StepDropout};
+use super::step::{dropout_streams, slicer_step, Fidelity, StepDropout};
 use crate::checkpoint::{self, TrainState};
 use crate::data::{load_clips, pretrain_clips};
 use crate::error::{Error, Result};
 use crate::features::{LogMelFrontend, NormStats};
 use crate::loss::cluster_usage_entropy;
-use crate::model::{Dropout, KeyQueue, SlicerNet};
+use crate::model::{KeyQueue, SlicerNet};
 use crate::optim::Optimizer;
 use crate::progress::Progress;
 use crate::results::{write_metrics, MetricRow};
-use crate::rng::{stream, stream_indexed};
+use crate::rng::stream;
 use crate::spec::ExperimentSpec;
 
 /// What a pre-training run produced.
@@ -165,15 +165,8 @@ pub fn pretrain(
         let x1 = Tensor::from_vec(batch.view1, shape, &device).map_err(candle)?;
         let x2 = Tensor::from_vec(batch.view2, shape, &device).map_err(candle)?;
         let lr = spec.schedule.lr(spec.optimizer.lr(), state.step, total);
-        let mut rngs = ["s1", "s2", "t2", "t1"]
-            .map(|k| stream_indexed(spec.seed, &format!("train/dropout/{k}"), state.step));
-        let [r1, r2, r3, r4] = &mut rngs;
-        let dropout = StepDropout {
-            student_v1: Dropout::Sample(r1),
-            student_v2: Dropout::Sample(r2),
-            teacher_v2: Dropout::Sample(r3),
-            teacher_v1: Dropout::Sample(r4),
-        };
+        let mut streams = dropout_streams(spec.seed, state.step);
+        let dropout = StepDropout::sampled(&mut streams);
         let result = slicer_step(
             &spec.objective,
             &student,
