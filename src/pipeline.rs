@@ -32,7 +32,7 @@ pub fn task_features(
     progress: &dyn Progress,
 ) -> Result<TaskFeatures> {
     let frontend = LogMelFrontend::new(&spec.frontend);
-    let window = (task.window_seconds * f64::from(spec.frontend.sample_rate)).round() as usize;
+    let window = spec.frontend.samples(task.window_seconds);
     let splits = Split::ALL.map(|split| -> Result<SplitFeatures> {
         let path = cache.path(&spec.frontend, task, split, spec.data.skip_bad_files);
         if let Some(hit) = cache.load(&path) {
@@ -45,15 +45,14 @@ pub fn task_features(
             return Ok(hit);
         }
         let clips: Vec<_> = task.split(split).collect();
-        progress.start(&format!("{} {split}", task.name), clips.len() as u64);
         let audio: Vec<ClipAudio> = clips.iter().map(|c| c.audio.clone()).collect();
         let loaded = load_clips(
             &audio,
             spec.frontend.sample_rate,
             spec.data.skip_bad_files,
+            &format!("{} {split}", task.name),
             progress,
         )?;
-        progress.finish();
         if loaded.loaded.is_empty() {
             return Err(Error::Invalid(format!(
                 "task `{}` {split}: every clip was unreadable",
@@ -103,15 +102,14 @@ pub fn normalization_stats(spec: &ExperimentSpec, progress: &dyn Progress) -> Re
     let mut chosen = sample(&mut rng, corpus.len(), sample_clips.min(corpus.len())).into_vec();
     chosen.sort_unstable();
     let picked: Vec<ClipAudio> = chosen.iter().map(|&i| corpus[i].clone()).collect();
-    progress.start("normalisation sample", picked.len() as u64);
     let loaded = load_clips(
         &picked,
         spec.frontend.sample_rate,
         spec.data.skip_bad_files,
+        "normalisation sample",
         progress,
     )?;
-    progress.finish();
-    let window = (spec.data.window_seconds * f64::from(spec.frontend.sample_rate)).round() as usize;
+    let window = spec.frontend.samples(spec.data.window_seconds);
     let windows: Vec<Vec<f32>> = loaded
         .loaded
         .iter()

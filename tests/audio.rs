@@ -218,10 +218,10 @@ fn skip_bad_files_skips_and_counts_otherwise_stops() {
         path: p.clone(),
         origin: None,
     }));
-    let loaded = load_clips(&clips, 16_000, true, &Silent).unwrap();
+    let loaded = load_clips(&clips, 16_000, true, "test", &Silent).unwrap();
     assert_eq!(loaded.loaded.len(), 1);
     assert_eq!(loaded.skipped.len(), bad.len());
-    let err = load_clips(&clips, 16_000, false, &Silent)
+    let err = load_clips(&clips, 16_000, false, "test", &Silent)
         .unwrap_err()
         .to_string();
     assert!(

@@ -15,14 +15,17 @@ pub struct LoadedClips {
     pub skipped: Vec<(usize, String)>,
 }
 
-/// Loads `clips` at `sample_rate` in parallel. With `skip_bad_files` an unreadable clip is
-/// skipped (and logged); without it the first error (in input order) is returned.
+/// Loads `clips` at `sample_rate` in parallel, reporting progress as stage `label`. With
+/// `skip_bad_files` an unreadable clip is skipped (and logged); without it the first error
+/// (in input order) is returned.
 pub fn load_clips(
     clips: &[ClipAudio],
     sample_rate: u32,
     skip_bad_files: bool,
+    label: &str,
     progress: &dyn Progress,
 ) -> Result<LoadedClips> {
+    progress.start(label, clips.len() as u64);
     let results: Vec<Result<Vec<f32>>> = clips
         .par_iter()
         .map(|clip| {
@@ -31,6 +34,7 @@ pub fn load_clips(
             r
         })
         .collect();
+    progress.finish();
     let mut out = LoadedClips {
         loaded: Vec::with_capacity(clips.len()),
         skipped: Vec::new(),

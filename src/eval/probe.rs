@@ -41,33 +41,16 @@ impl Default for ProbeConfig {
 impl ProbeConfig {
     /// Bad values, with keys relative to `probe`.
     pub fn problems(&self) -> Vec<Problem> {
-        let mut p = Vec::new();
-        if self.epochs == 0 {
-            p.push(Problem::new(
-                "epochs",
-                "must be at least 1",
-                "SPEC 9.3 uses 30",
-            ));
-        }
+        let mut p = Problem::zero_counts(&[
+            ("epochs", self.epochs as u64, "SPEC 9.3 uses 30"),
+            ("batch_size", self.batch_size as u64, "SPEC 9.3 uses 32"),
+            ("seeds", self.seeds as u64, "report at least 3 seeds"),
+        ]);
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             p.push(Problem::new(
                 "lr",
                 format!("{} is not a positive learning rate", self.lr),
                 "SPEC 9.3 uses 0.001",
-            ));
-        }
-        if self.batch_size == 0 {
-            p.push(Problem::new(
-                "batch_size",
-                "must be at least 1",
-                "SPEC 9.3 uses 32",
-            ));
-        }
-        if self.seeds == 0 {
-            p.push(Problem::new(
-                "seeds",
-                "must be at least 1",
-                "report at least 3 seeds",
             ));
         }
         p

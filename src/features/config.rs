@@ -130,6 +130,11 @@ impl FrontendConfig {
         Ok(())
     }
 
+    /// Number of samples in `seconds` of audio at the model rate.
+    pub fn samples(&self, seconds: f64) -> usize {
+        (seconds * f64::from(self.sample_rate)).round() as usize
+    }
+
     /// Number of frames produced for `samples` input samples (`center=True`).
     pub fn n_frames(&self, samples: usize) -> usize {
         1 + samples / self.hop_length

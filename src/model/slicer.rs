@@ -40,20 +40,12 @@ impl ModelConfig {
     /// Bad values, with keys relative to `model`.
     pub fn problems(&self) -> Vec<crate::spec::Problem> {
         use crate::spec::Problem;
-        let mut p = Vec::new();
-        for (key, value) in [
-            ("d", self.d),
-            ("instance_dim", self.instance_dim),
-            ("n_clusters", self.n_clusters),
-        ] {
-            if value == 0 {
-                p.push(Problem::new(
-                    key,
-                    "must be at least 1",
-                    "SPEC 13: d 2048, instance_dim 128, n_clusters 128",
-                ));
-            }
-        }
+        const HINT: &str = "SPEC 13: d 2048, instance_dim 128, n_clusters 128";
+        let mut p = Problem::zero_counts(&[
+            ("d", self.d as u64, HINT),
+            ("instance_dim", self.instance_dim as u64, HINT),
+            ("n_clusters", self.n_clusters as u64, HINT),
+        ]);
         if !(0.0..1.0).contains(&self.dropout) {
             p.push(Problem::new(
                 "dropout",

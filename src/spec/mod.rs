@@ -122,6 +122,15 @@ impl Problem {
         }
     }
 
+    /// A "must be at least 1" problem for every `(key, value, hint)` whose count is zero.
+    pub fn zero_counts(counts: &[(&str, u64, &str)]) -> Vec<Problem> {
+        counts
+            .iter()
+            .filter(|(_, value, _)| *value == 0)
+            .map(|(key, _, hint)| Problem::new(*key, "must be at least 1", *hint))
+            .collect()
+    }
+
     /// The same problem under a parent key.
     pub fn under(mut self, parent: &str) -> Self {
         self.key = if self.key.is_empty() {

@@ -1,6 +1,6 @@
 //! The pre-training data pipeline: a background thread turns the in-memory corpus into
-//! batches of two augmented views and hands them over through a bounded queue, so the model
-//! never waits on augmentation. Every random choice is a function of (seed, epoch, step,
+//! batches of two augmented views and hands them over through a bounded queue, so augmentation
+//! overlaps the model's step. Every random choice is a function of (seed, epoch, step,
 //! item), and the augmentation banks restart every epoch (as the official workers do), so a
 //! resumed run replays the epoch's augmentations up to its position and continues with
 //! exactly the batches of an uninterrupted run.

@@ -38,33 +38,18 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Bad values, with keys relative to `train`.
     pub fn problems(&self) -> Vec<Problem> {
-        let mut p = Vec::new();
-        if self.epochs == 0 {
-            p.push(Problem::new(
-                "epochs",
-                "must be at least 1",
-                "SPEC 8 uses 50",
-            ));
-        }
+        let mut p = Problem::zero_counts(&[
+            ("epochs", self.epochs as u64, "SPEC 8 uses 50"),
+            ("checkpoint_every", self.checkpoint_every, "e.g. 100"),
+            ("keep_last", self.keep_last as u64, "e.g. 3"),
+            ("prefetch", self.prefetch as u64, "e.g. 4"),
+        ]);
         if self.batch_size < 2 {
             p.push(Problem::new(
                 "batch_size",
                 "must be at least 2 (BatchNorm and the cluster loss need a batch)",
                 "SPEC 13 uses 512",
             ));
-        }
-        if self.checkpoint_every == 0 {
-            p.push(Problem::new(
-                "checkpoint_every",
-                "must be at least 1",
-                "e.g. 100",
-            ));
-        }
-        if self.keep_last == 0 {
-            p.push(Problem::new("keep_last", "must be at least 1", "e.g. 3"));
-        }
-        if self.prefetch == 0 {
-            p.push(Problem::new("prefetch", "must be at least 1", "e.g. 4"));
         }
         p
     }

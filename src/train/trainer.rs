@@ -49,17 +49,16 @@ pub fn pretrain(
     let cfg = &spec.train;
     let n_mels = spec.frontend.n_mels;
     let frontend = Arc::new(LogMelFrontend::new(&spec.frontend));
-    let window = (spec.data.window_seconds * f64::from(spec.frontend.sample_rate)).round() as usize;
+    let window = spec.frontend.samples(spec.data.window_seconds);
 
     let clips = pretrain_clips(&spec.data.pretrain, spec.seed)?;
-    progress.start("decode pre-training audio", clips.len() as u64);
     let loaded = load_clips(
         &clips,
         spec.frontend.sample_rate,
         spec.data.skip_bad_files,
+        "decode pre-training audio",
         progress,
     )?;
-    progress.finish();
     let corpus: Arc<Vec<Vec<f32>>> = Arc::new(loaded.loaded.into_iter().map(|(_, s)| s).collect());
     if corpus.len() < cfg.batch_size {
         return Err(Error::Invalid(format!(
