@@ -1,6 +1,8 @@
 //! The feature cache: the log-mel spectrograms of every clip of a task split, stored as
 //! safetensors under a key that hashes everything they depend on (front end, task source
 //! fingerprint, split, window). A second run reads them instead of decoding audio again.
+//! The embedding cache does the same for frozen-encoder embeddings, keyed by the encoder's
+//! weights, so re-running a probe does no audio or network work.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -81,14 +83,7 @@ impl FeatureCache {
 
     /// Reads a cache entry; `None` if absent. A corrupt entry is reported and treated as absent.
     pub fn load(&self, path: &Path) -> Option<SplitFeatures> {
-        let bytes = std::fs::read(path).ok()?;
-        match decode(&bytes) {
-            Ok(features) => Some(features),
-            Err(e) => {
-                tracing::warn!("ignoring corrupt feature cache {}: {e}", path.display());
-                None
-            }
-        }
+        load_entry(path, decode)
     }
 
     /// Writes a cache entry atomically.
@@ -97,94 +92,220 @@ impl FeatureCache {
     }
 }
 
+/// A stored tensor set: one f32 array of any shape, the labels, and string metadata.
+struct Stored {
+    shape: Vec<usize>,
+    values: Vec<f32>,
+    labels: Vec<usize>,
+    meta: HashMap<String, String>,
+}
+
+impl Stored {
+    fn encode(&self, values_name: &str) -> Result<Vec<u8>> {
+        let values: Vec<u8> = self.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let labels: Vec<u8> = self
+            .labels
+            .iter()
+            .flat_map(|&l| (l as i64).to_le_bytes())
+            .collect();
+        let bad = |e: safetensors::SafeTensorError| Error::Invalid(format!("cache encoding: {e}"));
+        let tensors = vec![
+            (
+                "labels",
+                TensorView::new(Dtype::I64, vec![self.labels.len()], &labels).map_err(bad)?,
+            ),
+            (
+                values_name,
+                TensorView::new(Dtype::F32, self.shape.clone(), &values).map_err(bad)?,
+            ),
+        ];
+        safetensors::tensor::serialize(tensors, Some(self.meta.clone())).map_err(bad)
+    }
+
+    fn decode(bytes: &[u8], values_name: &str) -> std::result::Result<Self, String> {
+        let st = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+        let meta = header.metadata().clone().ok_or("no metadata")?;
+        let values = st.tensor(values_name).map_err(|e| e.to_string())?;
+        let labels = st.tensor("labels").map_err(|e| e.to_string())?;
+        let shape = values.shape().to_vec();
+        let values: Vec<f32> = values
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect();
+        let labels: Vec<usize> = labels
+            .data()
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+            .collect();
+        if shape.first() != Some(&labels.len()) {
+            return Err(format!("{values_name} and labels disagree in count"));
+        }
+        Ok(Self {
+            shape,
+            values,
+            labels,
+            meta,
+        })
+    }
+
+    fn meta(&self, key: &str) -> std::result::Result<&str, String> {
+        self.meta
+            .get(key)
+            .map(String::as_str)
+            .ok_or(format!("metadata has no `{key}`"))
+    }
+}
+
+/// Reads a cache entry; `None` if absent. A corrupt entry is reported and treated as absent.
+fn load_entry<T>(
+    path: &Path,
+    decode: impl FnOnce(&[u8]) -> std::result::Result<T, String>,
+) -> Option<T> {
+    let bytes = std::fs::read(path).ok()?;
+    match decode(&bytes) {
+        Ok(value) => Some(value),
+        Err(e) => {
+            tracing::warn!("ignoring corrupt cache entry {}: {e}", path.display());
+            None
+        }
+    }
+}
+
 fn encode(f: &SplitFeatures) -> Result<Vec<u8>> {
     let (n_mels, n_frames) = f
         .spectrograms
         .first()
         .map_or((0, 0), |s| (s.n_mels, s.n_frames));
-    let values: Vec<u8> = f
-        .spectrograms
-        .iter()
-        .flat_map(|s| s.data.iter().flat_map(|v| v.to_le_bytes()))
-        .collect();
-    let labels: Vec<u8> = f
-        .labels
-        .iter()
-        .flat_map(|&l| (l as i64).to_le_bytes())
-        .collect();
-    let bad =
-        |e: safetensors::SafeTensorError| Error::Invalid(format!("feature cache encoding: {e}"));
-    let tensors = vec![
-        (
-            "labels",
-            TensorView::new(Dtype::I64, vec![f.labels.len()], &labels).map_err(bad)?,
-        ),
-        (
-            "logmel",
-            TensorView::new(
-                Dtype::F32,
-                vec![f.spectrograms.len(), n_mels, n_frames],
-                &values,
-            )
-            .map_err(bad)?,
-        ),
-    ];
-    let meta = HashMap::from([
-        ("task".to_owned(), f.task.clone()),
-        ("split".to_owned(), f.split.to_string()),
-        (
-            "classes".to_owned(),
-            serde_json::to_string(&f.classes).expect("strings"),
-        ),
-        (
-            "ids".to_owned(),
-            serde_json::to_string(&f.ids).expect("strings"),
-        ),
-        ("skipped".to_owned(), f.skipped.to_string()),
-    ]);
-    safetensors::tensor::serialize(tensors, Some(meta)).map_err(bad)
+    Stored {
+        shape: vec![f.spectrograms.len(), n_mels, n_frames],
+        values: f
+            .spectrograms
+            .iter()
+            .flat_map(|s| s.data.iter().copied())
+            .collect(),
+        labels: f.labels.clone(),
+        meta: HashMap::from([
+            ("task".to_owned(), f.task.clone()),
+            ("split".to_owned(), f.split.to_string()),
+            (
+                "classes".to_owned(),
+                serde_json::to_string(&f.classes).expect("strings"),
+            ),
+            (
+                "ids".to_owned(),
+                serde_json::to_string(&f.ids).expect("strings"),
+            ),
+            ("skipped".to_owned(), f.skipped.to_string()),
+        ]),
+    }
+    .encode("logmel")
 }
 
 fn decode(bytes: &[u8]) -> std::result::Result<SplitFeatures, String> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
-    let meta = header.metadata().clone().ok_or("no metadata")?;
-    let get = |k: &str| meta.get(k).cloned().ok_or(format!("metadata has no `{k}`"));
-    let logmel = st.tensor("logmel").map_err(|e| e.to_string())?;
-    let labels = st.tensor("labels").map_err(|e| e.to_string())?;
-    let &[n, n_mels, n_frames] = logmel.shape() else {
+    let stored = Stored::decode(bytes, "logmel")?;
+    let &[n, n_mels, n_frames] = stored.shape.as_slice() else {
         return Err("logmel is not 3-D".into());
     };
-    let values: Vec<f32> = logmel
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-        .collect();
-    let labels: Vec<usize> = labels
-        .data()
-        .chunks_exact(8)
-        .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
-        .collect();
-    let ids: Vec<String> = serde_json::from_str(&get("ids")?).map_err(|e| e.to_string())?;
-    if labels.len() != n || ids.len() != n {
-        return Err("labels, ids and spectrograms disagree in count".into());
+    let ids: Vec<String> = serde_json::from_str(stored.meta("ids")?).map_err(|e| e.to_string())?;
+    if ids.len() != n {
+        return Err("ids and spectrograms disagree in count".into());
     }
     let step = n_mels * n_frames;
     Ok(SplitFeatures {
-        task: get("task")?,
-        split: Split::parse(&get("split")?).ok_or("bad split")?,
-        classes: serde_json::from_str(&get("classes")?).map_err(|e| e.to_string())?,
+        task: stored.meta("task")?.to_owned(),
+        split: Split::parse(stored.meta("split")?).ok_or("bad split")?,
+        classes: serde_json::from_str(stored.meta("classes")?).map_err(|e| e.to_string())?,
         ids,
-        labels,
         spectrograms: (0..n)
             .map(|i| LogMelSpectrogram {
                 n_mels,
                 n_frames,
-                data: values[i * step..(i + 1) * step].to_vec(),
+                data: stored.values[i * step..(i + 1) * step].to_vec(),
             })
             .collect(),
-        skipped: get("skipped")?.parse().map_err(|_| "bad skipped count")?,
+        skipped: stored
+            .meta("skipped")?
+            .parse()
+            .map_err(|_| "bad skipped count")?,
+        labels: stored.labels,
     })
+}
+
+/// Pooled embeddings of one task split: `n x dim`, row-major, with their labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    /// Embedding size.
+    pub dim: usize,
+    /// `n * dim` values.
+    pub values: Vec<f32>,
+    /// Class index per row.
+    pub labels: Vec<usize>,
+}
+
+/// A folder of cached [`Embeddings`], keyed by everything they depend on: the encoder's
+/// weights, the feature-cache entry they were computed from, the input normalisation and
+/// the pooling.
+#[derive(Debug, Clone)]
+pub struct EmbeddingCache {
+    root: PathBuf,
+}
+
+impl EmbeddingCache {
+    /// A cache in `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The cache file for `features_path` (a [`FeatureCache::path`]) embedded by the encoder
+    /// whose weights hash to `encoder_hash`; `settings` is any serialisable description of
+    /// the rest (normalisation, pooling).
+    pub fn path(
+        &self,
+        encoder_hash: &str,
+        features_path: &Path,
+        settings: &impl Serialize,
+    ) -> PathBuf {
+        let key = serde_json::json!({
+            "version": FORMAT_VERSION,
+            "encoder": encoder_hash,
+            "features": features_path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "settings": settings,
+        });
+        let key = blake3::hash(key.to_string().as_bytes()).to_hex();
+        let stem = features_path
+            .file_stem()
+            .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+        self.root.join(format!("{stem}-{}.safetensors", &key[..16]))
+    }
+
+    /// Reads a cache entry; `None` if absent. A corrupt entry is reported and treated as absent.
+    pub fn load(&self, path: &Path) -> Option<Embeddings> {
+        load_entry(path, |bytes| {
+            let stored = Stored::decode(bytes, "embeddings")?;
+            let &[_, dim] = stored.shape.as_slice() else {
+                return Err("embeddings are not 2-D".into());
+            };
+            Ok(Embeddings {
+                dim,
+                values: stored.values,
+                labels: stored.labels,
+            })
+        })
+    }
+
+    /// Writes a cache entry atomically.
+    pub fn store(&self, path: &Path, embeddings: &Embeddings) -> Result<()> {
+        let bytes = Stored {
+            shape: vec![embeddings.labels.len(), embeddings.dim],
+            values: embeddings.values.clone(),
+            labels: embeddings.labels.clone(),
+            meta: HashMap::new(),
+        }
+        .encode("embeddings")?;
+        crate::atomic::write(path, &bytes)
+    }
 }
 
 #[cfg(test)]
@@ -220,5 +341,23 @@ mod tests {
         assert_eq!(cache.load(&path), Some(f));
         std::fs::write(&path, b"garbage").unwrap();
         assert_eq!(cache.load(&path), None);
+    }
+
+    #[test]
+    fn embeddings_round_trip_and_keys_separate_encoders() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = EmbeddingCache::new(dir.path());
+        let features = Path::new("t-train-0123.safetensors");
+        let a = cache.path("encoder-a", features, &"max_mean");
+        assert_ne!(a, cache.path("encoder-b", features, &"max_mean"));
+        assert_ne!(a, cache.path("encoder-a", features, &"mean"));
+        let e = Embeddings {
+            dim: 2,
+            values: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            labels: vec![0, 1, 1],
+        };
+        assert_eq!(cache.load(&a), None);
+        cache.store(&a, &e).unwrap();
+        assert_eq!(cache.load(&a), Some(e));
     }
 }

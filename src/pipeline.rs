@@ -1,18 +1,27 @@
-//! The stages of an experiment that exist so far, as library functions the binary calls:
-//! task features (decode, window, log-mel, cache), normalisation statistics from the
-//! pre-training corpus, and the bag-of-frames floor.
+//! The stages of an experiment as library functions the binary calls: task features
+//! (decode, window, log-mel, cache), normalisation statistics from the pre-training corpus,
+//! the bag-of-frames floor, and frozen-encoder embeddings scored by linear probes.
 
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
 use rand::seq::index::sample;
-use serde::{Deserialize, Serialize};
 
 use crate::audio::{fixed_window, WindowMode};
-use crate::cache::{FeatureCache, SplitFeatures};
+use crate::cache::{EmbeddingCache, Embeddings, FeatureCache, SplitFeatures};
+use crate::checkpoint;
 use crate::data::{load_clips, pretrain_clips, ClipAudio, Split, Task};
 use crate::error::{Error, Result};
-use crate::eval::{bag_of_frames, linear_probe, ProbeOutcome, ProbeSet};
+use crate::eval::{
+    bag_of_frames, embed_spectrograms, encoder_hash, linear_scores, EncoderChoice,
+    InputNormalization, ProbeInputs, ProbeSet, ScoreContext, Weights,
+};
 use crate::features::{LogMelFrontend, NormStats, NormalizationConfig};
+use crate::model::Encoder;
 use crate::progress::Progress;
+use crate::results::ScoreRow;
 use crate::spec::ExperimentSpec;
+use crate::train::initial_network;
 
 /// The train, valid and test features of one task.
 #[derive(Debug, Clone)]
@@ -21,6 +30,8 @@ pub struct TaskFeatures {
     pub task: String,
     /// Train, valid, test.
     pub splits: [SplitFeatures; 3],
+    /// Their feature-cache files (the embedding cache keys on them).
+    pub paths: [PathBuf; 3],
 }
 
 /// Computes (or reads from `cache`) the log-mel of every clip of `task`, one deterministic
@@ -90,6 +101,8 @@ pub fn task_features(
     Ok(TaskFeatures {
         task: task.name.clone(),
         splits: [train?, valid?, test?],
+        paths: Split::ALL
+            .map(|split| cache.path(&spec.frontend, task, split, spec.data.skip_bad_files)),
     })
 }
 
@@ -123,69 +136,153 @@ pub fn normalization_stats(spec: &ExperimentSpec, progress: &dyn Progress) -> Re
     NormStats::from_spectrograms(&spectrograms)
 }
 
-/// The floor of one task: a linear probe on bag-of-frames features, per seed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FloorResult {
-    /// Task name.
-    pub task: String,
-    /// Number of classes.
-    pub classes: usize,
-    /// Clips in train, valid, test.
-    pub sizes: [usize; 3],
-    /// One probe per seed.
-    pub seeds: Vec<ProbeOutcome>,
+/// The scores of the bag-of-frames floor on one task (encoder `bag_of_frames`).
+pub fn floor_scores(
+    spec: &ExperimentSpec,
+    ctx: &ScoreContext,
+    features: &TaskFeatures,
+) -> Result<Vec<ScoreRow>> {
+    let sets = features.splits.each_ref().map(|s| {
+        (
+            s.spectrograms.iter().flat_map(bag_of_frames).collect(),
+            s.labels.clone(),
+        )
+    });
+    probe_sets(
+        spec,
+        ctx,
+        "bag_of_frames",
+        features,
+        &sets,
+        2 * spec.frontend.n_mels,
+    )
 }
 
-impl FloorResult {
-    /// Mean and (population) standard deviation of the test accuracy over seeds.
-    pub fn test_accuracy(&self) -> (f64, f64) {
-        mean_std(self.seeds.iter().map(|s| s.test_accuracy))
-    }
+fn probe_sets(
+    spec: &ExperimentSpec,
+    ctx: &ScoreContext,
+    encoder: &str,
+    features: &TaskFeatures,
+    sets: &[(Vec<f32>, Vec<usize>); 3],
+    dim: usize,
+) -> Result<Vec<ScoreRow>> {
+    linear_scores(
+        &spec.probe,
+        ctx,
+        ProbeInputs {
+            encoder,
+            task: &features.task,
+            dim,
+            classes: features.splits[0].classes.len(),
+            sets: sets.each_ref().map(|(x, y)| ProbeSet { x, y }),
+        },
+    )
 }
 
-/// Mean and population standard deviation.
-pub fn mean_std(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
-    let n = values.clone().count().max(1) as f64;
-    let mean = values.clone().sum::<f64>() / n;
-    let var = values.map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-    (mean, var.sqrt())
+/// An encoder to evaluate, with its name in the tables.
+pub struct NamedEncoder {
+    /// `slicer`, `random_init`, ...
+    pub name: String,
+    /// The frozen encoder.
+    pub encoder: Encoder,
 }
 
-/// Fits the bag-of-frames probe of a task with every probe seed.
-pub fn bag_of_frames_floor(spec: &ExperimentSpec, features: &TaskFeatures) -> Result<FloorResult> {
-    let sets: Vec<(Vec<f32>, Vec<usize>)> = features
-        .splits
+fn tensor_err(e: candle_core::Error) -> Error {
+    Error::Invalid(format!("tensor operation failed: {e}"))
+}
+
+/// The encoders `spec.eval.encoders` names: the run's newest checkpoint (student or teacher
+/// per `eval.weights`) and the seeded initial weights.
+pub fn encoders_to_evaluate(spec: &ExperimentSpec, run_dir: &Path) -> Result<Vec<NamedEncoder>> {
+    let device = Device::Cpu;
+    spec.eval
+        .encoders
         .iter()
-        .map(|s| {
-            (
-                s.spectrograms.iter().flat_map(bag_of_frames).collect(),
-                s.labels.clone(),
-            )
+        .map(|choice| {
+            let net = initial_network(spec, &device).map_err(tensor_err)?;
+            if *choice == EncoderChoice::Pretrained {
+                let root = run_dir.join("checkpoints");
+                let latest = checkpoint::list(&root)?.pop().ok_or_else(|| Error::Dataset {
+                    path: root.clone(),
+                    message: "no checkpoint to evaluate; pre-train first (--stage pretrain) or drop `pretrained` from eval.encoders".into(),
+                })?;
+                let (_, tensors) = checkpoint::load(&latest, &device)?;
+                let state = match spec.eval.weights {
+                    Weights::Student => &tensors.student,
+                    Weights::Teacher => &tensors.teacher,
+                };
+                net.load_state(state).map_err(|e| {
+                    Error::Invalid(format!("{}: {e}", latest.display()))
+                })?;
+                tracing::info!("evaluating {:?} weights of {}", spec.eval.weights, latest.display());
+            }
+            Ok(NamedEncoder {
+                name: choice.name().to_owned(),
+                encoder: net.encoder,
+            })
         })
-        .collect();
-    let dim = 2 * spec.frontend.n_mels;
-    let view = |i: usize| ProbeSet {
-        x: &sets[i].0,
-        y: &sets[i].1,
+        .collect()
+}
+
+/// One task's embeddings by one encoder: `(dim, [train, valid, test] as (vectors, labels))`.
+pub type TaskEmbeddings = (usize, [(Vec<f32>, Vec<usize>); 3]);
+
+/// Embeds every split of a task with `encoder`, through `cache`. `pretrain_norm` is used
+/// when `eval.input_normalization` is `pretrain`.
+pub fn task_embeddings(
+    spec: &ExperimentSpec,
+    encoder: &NamedEncoder,
+    features: &TaskFeatures,
+    pretrain_norm: &NormStats,
+    cache: &EmbeddingCache,
+    progress: &dyn Progress,
+) -> Result<TaskEmbeddings> {
+    let norm = match spec.eval.input_normalization {
+        InputNormalization::TaskTrain => {
+            NormStats::from_spectrograms(&features.splits[0].spectrograms)?
+        }
+        InputNormalization::Pretrain => *pretrain_norm,
     };
-    let classes = features.splits[0].classes.len();
-    let seeds = (0..spec.probe.seeds as u64)
-        .map(|k| {
-            linear_probe(
-                &spec.probe,
-                dim,
-                classes,
-                view(0),
-                view(1),
-                view(2),
-                spec.seed.wrapping_add(k),
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(FloorResult {
-        task: features.task.clone(),
-        classes,
-        sizes: [sets[0].1.len(), sets[1].1.len(), sets[2].1.len()],
-        seeds,
-    })
+    let hash = encoder_hash(&encoder.encoder)?;
+    let settings = (norm.mean, norm.std, spec.eval.pooling);
+    let mut sets: Vec<(Vec<f32>, Vec<usize>)> = Vec::new();
+    let mut dim = 0;
+    for (split, path) in features.splits.iter().zip(&features.paths) {
+        let entry = cache.path(&hash, path, &settings);
+        let embeddings = match cache.load(&entry) {
+            Some(hit) if hit.labels == split.labels => hit,
+            _ => {
+                let values = embed_spectrograms(
+                    &encoder.encoder,
+                    &split.spectrograms,
+                    &norm,
+                    spec.eval.pooling,
+                    spec.eval.batch_size,
+                    &format!("embed {} {} {}", encoder.name, features.task, split.split),
+                    progress,
+                )?;
+                let e = Embeddings {
+                    dim: values.len() / split.labels.len().max(1),
+                    values,
+                    labels: split.labels.clone(),
+                };
+                cache.store(&entry, &e)?;
+                e
+            }
+        };
+        dim = embeddings.dim;
+        sets.push((embeddings.values, embeddings.labels));
+    }
+    Ok((dim, sets.try_into().expect("three splits")))
+}
+
+/// Scores the linear protocols on one task's embeddings.
+pub fn embedding_scores(
+    spec: &ExperimentSpec,
+    ctx: &ScoreContext,
+    encoder: &str,
+    features: &TaskFeatures,
+    embeddings: &TaskEmbeddings,
+) -> Result<Vec<ScoreRow>> {
+    probe_sets(spec, ctx, encoder, features, &embeddings.1, embeddings.0)
 }

@@ -32,34 +32,55 @@ pub struct MetricRow {
     pub clips_per_s: f64,
 }
 
+/// One score in `scores.parquet` (long format: one row per run, encoder, task, protocol,
+/// seed and metric).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreRow {
+    /// Run id.
+    pub run: String,
+    /// Spec name.
+    pub spec: String,
+    /// First 8 hex digits of the spec hash.
+    pub spec_hash: String,
+    /// Encoder or method (`slicer`, `random_init`, `bag_of_frames`, ...).
+    pub encoder: String,
+    /// Task name.
+    pub task: String,
+    /// Evaluation protocol (`linear`, `linear_lape`, `finetune`).
+    pub protocol: String,
+    /// Probe seed.
+    pub seed: u64,
+    /// Metric name (`test_accuracy`, `valid_accuracy`, `train_accuracy`).
+    pub metric: String,
+    /// Metric value.
+    pub value: f64,
+    /// Training clips.
+    pub n_train: u64,
+    /// Validation clips.
+    pub n_valid: u64,
+    /// Test clips.
+    pub n_test: u64,
+    /// The epoch (1-based) the value was taken at.
+    pub best_epoch: u64,
+    /// Wall-clock seconds of this probe (not reproducible).
+    pub wall_s: f64,
+}
+
 fn table_err(path: &Path) -> impl Fn(PolarsError) -> Error + '_ {
     move |e| Error::Invalid(format!("{}: {e}", path.display()))
 }
 
-/// Writes `rows` to `path` atomically.
-pub fn write_metrics(path: &Path, rows: &[MetricRow]) -> Result<()> {
-    let col_u64 = |name: &str, f: fn(&MetricRow) -> u64| {
-        Column::new(name.into(), rows.iter().map(f).collect::<Vec<_>>())
-    };
-    let col_f32 = |name: &str, f: fn(&MetricRow) -> f32| {
-        Column::new(name.into(), rows.iter().map(f).collect::<Vec<_>>())
-    };
-    let col_f64 = |name: &str, f: fn(&MetricRow) -> f64| {
-        Column::new(name.into(), rows.iter().map(f).collect::<Vec<_>>())
-    };
-    let mut df = DataFrame::new_infer_height(vec![
-        col_u64("step", |r| r.step),
-        col_u64("epoch", |r| r.epoch),
-        col_f64("lr", |r| r.lr),
-        col_f32("loss_total", |r| r.loss_total),
-        col_f32("loss_instance_a", |r| r.loss_instance_a),
-        col_f32("loss_instance_b", |r| r.loss_instance_b),
-        col_f32("loss_cluster", |r| r.loss_cluster),
-        col_f32("entropy_term", |r| r.entropy_term),
-        col_f32("cluster_usage_entropy", |r| r.cluster_usage_entropy),
-        col_f64("clips_per_s", |r| r.clips_per_s),
-    ])
-    .map_err(table_err(path))?;
+/// A column of `rows` built by `f`.
+fn column<R, T>(rows: &[R], name: &str, f: impl Fn(&R) -> T) -> Column
+where
+    Series: NamedFrom<Vec<T>, [T]>,
+{
+    Column::new(name.into(), rows.iter().map(f).collect::<Vec<_>>())
+}
+
+/// Writes `columns` to `path` as Parquet, atomically.
+pub(crate) fn write_table(path: &Path, columns: Vec<Column>) -> Result<()> {
+    let mut df = DataFrame::new_infer_height(columns).map_err(table_err(path))?;
     let mut bytes = Vec::new();
     ParquetWriter::new(&mut bytes)
         .finish(&mut df)
@@ -67,49 +88,87 @@ pub fn write_metrics(path: &Path, rows: &[MetricRow]) -> Result<()> {
     crate::atomic::write(path, &bytes)
 }
 
+/// A Parquet file read back, with typed column access that names the file on error.
+struct Table<'a> {
+    path: &'a Path,
+    df: DataFrame,
+}
+
+impl<'a> Table<'a> {
+    fn read(path: &'a Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let df = ParquetReader::new(file).finish().map_err(table_err(path))?;
+        Ok(Self { path, df })
+    }
+
+    fn height(&self) -> usize {
+        self.df.height()
+    }
+
+    fn column(&self, name: &str) -> Result<&Column> {
+        self.df.column(name).map_err(table_err(self.path))
+    }
+
+    fn u64s(&self, name: &str) -> Result<Vec<u64>> {
+        let c = self.column(name)?.u64().map_err(table_err(self.path))?;
+        Ok(c.into_no_null_iter().collect())
+    }
+
+    fn f32s(&self, name: &str) -> Result<Vec<f32>> {
+        let c = self.column(name)?.f32().map_err(table_err(self.path))?;
+        Ok(c.into_no_null_iter().collect())
+    }
+
+    fn f64s(&self, name: &str) -> Result<Vec<f64>> {
+        let c = self.column(name)?.f64().map_err(table_err(self.path))?;
+        Ok(c.into_no_null_iter().collect())
+    }
+
+    fn strings(&self, name: &str) -> Result<Vec<String>> {
+        let c = self.column(name)?.str().map_err(table_err(self.path))?;
+        c.iter()
+            .map(|v| {
+                v.map(str::to_owned).ok_or_else(|| {
+                    Error::Invalid(format!("{}: `{name}` has a null", self.path.display()))
+                })
+            })
+            .collect()
+    }
+}
+
+/// Writes `rows` to `path` atomically.
+pub fn write_metrics(path: &Path, rows: &[MetricRow]) -> Result<()> {
+    write_table(
+        path,
+        vec![
+            column(rows, "step", |r| r.step),
+            column(rows, "epoch", |r| r.epoch),
+            column(rows, "lr", |r| r.lr),
+            column(rows, "loss_total", |r| r.loss_total),
+            column(rows, "loss_instance_a", |r| r.loss_instance_a),
+            column(rows, "loss_instance_b", |r| r.loss_instance_b),
+            column(rows, "loss_cluster", |r| r.loss_cluster),
+            column(rows, "entropy_term", |r| r.entropy_term),
+            column(rows, "cluster_usage_entropy", |r| r.cluster_usage_entropy),
+            column(rows, "clips_per_s", |r| r.clips_per_s),
+        ],
+    )
+}
+
 /// Reads rows written by [`write_metrics`].
 pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let df = ParquetReader::new(file).finish().map_err(table_err(path))?;
-    let err = table_err(path);
-    let u64s = |name: &str| -> Result<Vec<u64>> {
-        Ok(df
-            .column(name)
-            .map_err(&err)?
-            .u64()
-            .map_err(&err)?
-            .into_no_null_iter()
-            .collect())
-    };
-    let f32s = |name: &str| -> Result<Vec<f32>> {
-        Ok(df
-            .column(name)
-            .map_err(&err)?
-            .f32()
-            .map_err(&err)?
-            .into_no_null_iter()
-            .collect())
-    };
-    let f64s = |name: &str| -> Result<Vec<f64>> {
-        Ok(df
-            .column(name)
-            .map_err(&err)?
-            .f64()
-            .map_err(&err)?
-            .into_no_null_iter()
-            .collect())
-    };
-    let (step, epoch, lr) = (u64s("step")?, u64s("epoch")?, f64s("lr")?);
+    let t = Table::read(path)?;
+    let (step, epoch, lr) = (t.u64s("step")?, t.u64s("epoch")?, t.f64s("lr")?);
     let (total, a, b, cluster, entropy, usage) = (
-        f32s("loss_total")?,
-        f32s("loss_instance_a")?,
-        f32s("loss_instance_b")?,
-        f32s("loss_cluster")?,
-        f32s("entropy_term")?,
-        f32s("cluster_usage_entropy")?,
+        t.f32s("loss_total")?,
+        t.f32s("loss_instance_a")?,
+        t.f32s("loss_instance_b")?,
+        t.f32s("loss_cluster")?,
+        t.f32s("entropy_term")?,
+        t.f32s("cluster_usage_entropy")?,
     );
-    let speed = f64s("clips_per_s")?;
-    Ok((0..step.len())
+    let speed = t.f64s("clips_per_s")?;
+    Ok((0..t.height())
         .map(|i| MetricRow {
             step: step[i],
             epoch: epoch[i],
@@ -121,6 +180,69 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>> {
             entropy_term: entropy[i],
             cluster_usage_entropy: usage[i],
             clips_per_s: speed[i],
+        })
+        .collect())
+}
+
+/// Writes `rows` to `path` (`scores.parquet`) atomically.
+pub fn write_scores(path: &Path, rows: &[ScoreRow]) -> Result<()> {
+    write_table(
+        path,
+        vec![
+            column(rows, "run", |r| r.run.clone()),
+            column(rows, "spec", |r| r.spec.clone()),
+            column(rows, "spec_hash", |r| r.spec_hash.clone()),
+            column(rows, "encoder", |r| r.encoder.clone()),
+            column(rows, "task", |r| r.task.clone()),
+            column(rows, "protocol", |r| r.protocol.clone()),
+            column(rows, "seed", |r| r.seed),
+            column(rows, "metric", |r| r.metric.clone()),
+            column(rows, "value", |r| r.value),
+            column(rows, "n_train", |r| r.n_train),
+            column(rows, "n_valid", |r| r.n_valid),
+            column(rows, "n_test", |r| r.n_test),
+            column(rows, "best_epoch", |r| r.best_epoch),
+            column(rows, "wall_s", |r| r.wall_s),
+        ],
+    )
+}
+
+/// Reads rows written by [`write_scores`].
+pub fn read_scores(path: &Path) -> Result<Vec<ScoreRow>> {
+    let t = Table::read(path)?;
+    let (run, spec, hash, encoder, task, protocol, metric) = (
+        t.strings("run")?,
+        t.strings("spec")?,
+        t.strings("spec_hash")?,
+        t.strings("encoder")?,
+        t.strings("task")?,
+        t.strings("protocol")?,
+        t.strings("metric")?,
+    );
+    let (seed, n_train, n_valid, n_test, epoch) = (
+        t.u64s("seed")?,
+        t.u64s("n_train")?,
+        t.u64s("n_valid")?,
+        t.u64s("n_test")?,
+        t.u64s("best_epoch")?,
+    );
+    let (value, wall) = (t.f64s("value")?, t.f64s("wall_s")?);
+    Ok((0..t.height())
+        .map(|i| ScoreRow {
+            run: run[i].clone(),
+            spec: spec[i].clone(),
+            spec_hash: hash[i].clone(),
+            encoder: encoder[i].clone(),
+            task: task[i].clone(),
+            protocol: protocol[i].clone(),
+            seed: seed[i],
+            metric: metric[i].clone(),
+            value: value[i],
+            n_train: n_train[i],
+            n_valid: n_valid[i],
+            n_test: n_test[i],
+            best_epoch: epoch[i],
+            wall_s: wall[i],
         })
         .collect())
 }
@@ -149,5 +271,31 @@ mod tests {
         let path = dir.path().join("metrics.parquet");
         write_metrics(&path, &rows).unwrap();
         assert_eq!(read_metrics(&path).unwrap(), rows);
+    }
+
+    #[test]
+    fn scores_round_trip() {
+        let rows: Vec<ScoreRow> = (0..3)
+            .map(|seed| ScoreRow {
+                run: "20261124-000000-demo-abcdef12".into(),
+                spec: "demo".into(),
+                spec_hash: "abcdef12".into(),
+                encoder: "slicer".into(),
+                task: "vowels".into(),
+                protocol: "linear".into(),
+                seed,
+                metric: "test_accuracy".into(),
+                value: 0.5 + seed as f64 / 10.0,
+                n_train: 40,
+                n_valid: 10,
+                n_test: 20,
+                best_epoch: 7,
+                wall_s: 0.25,
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scores.parquet");
+        write_scores(&path, &rows).unwrap();
+        assert_eq!(read_scores(&path).unwrap(), rows);
     }
 }

@@ -67,37 +67,87 @@ fn a_bad_spec_fails_before_any_work_with_a_located_message() {
     );
 }
 
+fn test_accuracies(run: &Path) -> Vec<(String, String, String, u64, f64)> {
+    slicer::results::read_scores(&run.join("scores.parquet"))
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.metric == "test_accuracy")
+        .map(|r| (r.encoder, r.task, r.protocol, r.seed, r.value))
+        .collect()
+}
+
 #[test]
-fn smoke_run_writes_a_run_folder_and_names_the_missing_stages() {
+fn smoke_run_pretrains_evaluates_and_summarises_and_stages_rerun_from_cache() {
     let dir = tempfile::tempdir().unwrap();
     let root = format!("output.root={}", dir.path().display());
     let (ok, stdout, stderr) = experiment(&["experiments/smoke.yaml", "--set", &root]);
     assert!(ok, "{stderr}");
-    assert!(
-        stdout.contains("| vowels |") && stdout.contains("| environment |"),
-        "{stdout}"
-    );
     assert!(stdout.contains("pre-training: 6 steps"), "{stdout}");
-    assert!(
-        stdout.contains("stages not built yet") && stdout.contains("embed"),
-        "{stdout}"
-    );
+    for row in [
+        "| slicer | smoke (",
+        "| random_init | smoke (",
+        "| bag_of_frames | smoke (",
+        "| linear_lape (max test over epochs: selects on test) |",
+        "| vowels | environment | avg | seeds |",
+    ] {
+        assert!(stdout.contains(row), "{row} not in {stdout}");
+    }
     let runs: Vec<_> = std::fs::read_dir(dir.path().join("runs"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(runs.len(), 1);
+    let run = &runs[0];
     for file in [
         "spec.yaml",
         "run.json",
         "norm_stats.json",
         "features.json",
-        "floor.json",
         "metrics.parquet",
+        "scores.parquet",
     ] {
-        assert!(Path::new(&runs[0]).join(file).is_file(), "{file} missing");
+        assert!(run.join(file).is_file(), "{file} missing");
     }
+    for file in ["lape_table.md", "lape_table.parquet"] {
+        assert!(dir.path().join(file).is_file(), "{file} missing");
+    }
+    let first = test_accuracies(run);
+    // 2 tasks x (3 encoders) x 2 probe seeds x (linear + linear_lape).
+    assert_eq!(first.len(), 2 * 3 * 2 * 2);
+
     let (ok, _, stderr) =
         experiment(&["experiments/smoke.yaml", "--set", &root, "--stage", "embed"]);
-    assert!(!ok && stderr.contains("not built yet"), "{stderr}");
+    assert!(!ok && stderr.contains("--resume"), "{stderr}");
+
+    // Re-scoring the run reads features and embeddings from the caches and reproduces
+    // every score.
+    let embeddings = dir.path().join("cache").join("embeddings");
+    let cached: Vec<_> = std::fs::read_dir(&embeddings).unwrap().collect();
+    assert_eq!(cached.len(), 2 * 2 * 3, "2 encoders x 2 tasks x 3 splits");
+    let run_arg = run.to_str().unwrap();
+    let (ok, stdout, stderr) = experiment(&[
+        "experiments/smoke.yaml",
+        "--set",
+        &root,
+        "--stage",
+        "probe",
+        "--resume",
+        run_arg,
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(test_accuracies(run), first);
+    assert_eq!(
+        std::fs::read_dir(&embeddings).unwrap().count(),
+        cached.len()
+    );
+    assert!(stdout.contains("LAPE table"), "{stdout}");
+
+    let (ok, stdout, stderr) = experiment(&[
+        "experiments/smoke.yaml",
+        "--set",
+        &root,
+        "--stage",
+        "summary",
+    ]);
+    assert!(ok && stdout.contains("| slicer | smoke ("), "{stderr}");
 }

@@ -229,9 +229,18 @@ fn smoke_stages_are_deterministic_and_cached() {
         pipeline::normalization_stats(&reseeded.spec, &Silent).unwrap()
     );
 
-    let floor = pipeline::bag_of_frames_floor(spec, &first).unwrap();
-    assert_eq!(floor.seeds.len(), 2);
-    assert_eq!(floor.sizes, [30, 10, 20]);
+    let ctx = slicer::eval::ScoreContext {
+        run: "r".into(),
+        spec: "smoke".into(),
+        spec_hash: "0".into(),
+        seed: 7,
+    };
+    let floor = pipeline::floor_scores(spec, &ctx, &first).unwrap();
+    // 2 seeds x (linear: test, valid, train + linear_lape: test).
+    assert_eq!(floor.len(), 2 * 4);
+    assert!(floor
+        .iter()
+        .all(|r| r.encoder == "bag_of_frames" && (r.n_train, r.n_valid, r.n_test) == (30, 10, 20)));
 }
 
 #[test]

@@ -7,12 +7,14 @@ use std::sync::Mutex;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use slicer::cache::FeatureCache;
+use slicer::cache::{EmbeddingCache, FeatureCache};
 use slicer::data::Task;
-use slicer::pipeline::{self, FloorResult};
+use slicer::eval::{lape_table, latest_scores, EncoderChoice, ScoreContext};
+use slicer::features::NormStats;
+use slicer::pipeline;
 use slicer::progress::Progress;
 use slicer::run::RunDir;
-use slicer::spec::LoadedSpec;
+use slicer::spec::{ExperimentSpec, LoadedSpec};
 
 /// Pre-train and evaluate audio representations from a YAML experiment spec.
 #[derive(Debug, Parser)]
@@ -36,30 +38,28 @@ struct Cli {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Stage {
-    /// Corpus, normalisation statistics and cached task features.
+    /// Normalisation statistics and cached task features.
     Features,
-    /// Features, then the bag-of-frames probe floor of every task.
+    /// Features, then the bag-of-frames probe floor of every task (scores.parquet).
     Floor,
     /// Normalisation statistics, then SLICER pre-training.
     Pretrain,
-    /// Frozen-encoder embeddings (not built yet).
+    /// Features, then cached frozen-encoder embeddings of every task.
     Embed,
-    /// Linear probes on embeddings (not built yet).
+    /// Embeddings (from the cache when present), the floor and every probe protocol:
+    /// scores.parquet, then the summary.
     Probe,
-    /// The LAPE table over all runs (not built yet).
+    /// The LAPE table over all runs under output.root: lape_table.parquet and .md.
     Summary,
-    /// Features, floor and pre-training (every stage that is built).
+    /// Pre-training, then probe and summary.
     All,
 }
 
-const NOT_BUILT: &[(Stage, &str)] = &[
-    (Stage::Embed, "embed: frozen-encoder embeddings (issue 4)"),
-    (Stage::Probe, "probe: linear probes on embeddings (issue 4)"),
-    (
-        Stage::Summary,
-        "summary: Parquet score tables and the LAPE table (issue 4)",
-    ),
-];
+impl Stage {
+    fn needs_features(self) -> bool {
+        !matches!(self, Stage::Pretrain | Stage::Summary)
+    }
+}
 
 /// indicatif bars for the library's progress reports (hidden when stderr is not a terminal).
 #[derive(Default)]
@@ -116,13 +116,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", loaded.resolved_yaml());
         return Ok(());
     }
-    if let Some((_, what)) = NOT_BUILT.iter().find(|(stage, _)| *stage == cli.stage) {
+    let spec = &loaded.spec;
+    if cli.stage == Stage::Summary {
+        return summary(&spec.output.root);
+    }
+    let needs_checkpoint = spec.eval.encoders.contains(&EncoderChoice::Pretrained);
+    if matches!(cli.stage, Stage::Embed | Stage::Probe) && needs_checkpoint && cli.resume.is_none()
+    {
         anyhow::bail!(
-            "stage `{what}` is not built yet; run --stage features, floor, pretrain or all"
+            "--stage {:?} evaluates a pre-trained run: pass --resume results/runs/<run-id>, or use --stage all",
+            cli.stage
         );
     }
     loaded.check_paths()?;
-    let spec = &loaded.spec;
     let tasks = spec
         .data
         .tasks
@@ -149,26 +155,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         stats.std,
         stats.n_clips
     );
-    if matches!(cli.stage, Stage::Features | Stage::Floor | Stage::All) {
-        let cache = FeatureCache::new(spec.output.root.join("cache").join("features"));
-        let features = tasks
-            .iter()
-            .map(|t| pipeline::task_features(spec, t, &cache, &bars))
-            .collect::<slicer::Result<Vec<_>>>()?;
-        let summary: Vec<_> = features
-            .iter()
-            .map(|f| serde_json::json!({"task": f.task, "clips": f.splits.each_ref().map(|s| s.labels.len()), "skipped": f.splits.each_ref().map(|s| s.skipped)}))
-            .collect();
-        run.write_json("features.json", &summary)?;
-        if cli.stage != Stage::Features {
-            let floors = features
-                .iter()
-                .map(|f| pipeline::bag_of_frames_floor(spec, f))
-                .collect::<slicer::Result<Vec<_>>>()?;
-            run.write_json("floor.json", &floors)?;
-            println!("{}", floor_table(&floors));
-        }
-    }
     if matches!(cli.stage, Stage::Pretrain | Stage::All) {
         let trained = slicer::train::pretrain(spec, &run.path, stats, cli.resume.is_some(), &bars)?;
         if let (Some(first), Some(last)) = (trained.metrics.first(), trained.metrics.last()) {
@@ -182,37 +168,93 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
     }
+    if cli.stage.needs_features() {
+        evaluate(&cli, spec, &tasks, &run, &stats, &bars)?;
+    }
     println!("run folder: {}", run.path.display());
-    if cli.stage == Stage::All {
-        println!("stages not built yet:");
-        for (_, what) in NOT_BUILT {
-            println!("  - {what}");
-        }
+    if matches!(cli.stage, Stage::Probe | Stage::All) {
+        summary(&spec.output.root)?;
     }
     Ok(())
 }
 
-fn floor_table(floors: &[FloorResult]) -> String {
-    let mut out = String::from(
-        "bag-of-frames floor (mean+std log-mel, linear probe, epoch chosen on valid)\n\n| task | classes | train/valid/test | test acc (mean ± std) | valid acc | max-over-epochs test (LAPE protocol) | seeds |\n|---|---|---|---|---|---|---|\n",
-    );
-    for f in floors {
-        let (mean, std) = f.test_accuracy();
-        let (valid, _) = pipeline::mean_std(f.seeds.iter().map(|s| s.valid_accuracy));
-        let (max_test, _) = pipeline::mean_std(f.seeds.iter().map(|s| s.max_test_accuracy));
-        out += &format!(
-            "| {} | {} | {}/{}/{} | {:.3} ± {:.3} | {:.3} | {:.3} | {} |\n",
-            f.task,
-            f.classes,
-            f.sizes[0],
-            f.sizes[1],
-            f.sizes[2],
-            mean,
-            std,
-            valid,
-            max_test,
-            f.seeds.len()
+/// Features, then (per stage) the floor, embeddings and probes; writes scores.parquet.
+fn evaluate(
+    cli: &Cli,
+    spec: &ExperimentSpec,
+    tasks: &[Task],
+    run: &RunDir,
+    stats: &NormStats,
+    bars: &Bars,
+) -> anyhow::Result<()> {
+    let cache_root = spec.output.root.join("cache");
+    let feature_cache = FeatureCache::new(cache_root.join("features"));
+    let features = tasks
+        .iter()
+        .map(|t| pipeline::task_features(spec, t, &feature_cache, bars))
+        .collect::<slicer::Result<Vec<_>>>()?;
+    let sizes: Vec<_> = features
+        .iter()
+        .map(|f| serde_json::json!({"task": f.task, "clips": f.splits.each_ref().map(|s| s.labels.len()), "skipped": f.splits.each_ref().map(|s| s.skipped)}))
+        .collect();
+    run.write_json("features.json", &sizes)?;
+    let ctx = ScoreContext {
+        run: run.id.clone(),
+        spec: spec.name.clone(),
+        spec_hash: spec.hash()[..8].to_owned(),
+        seed: spec.seed,
+    };
+    let mut scores = Vec::new();
+    if matches!(cli.stage, Stage::Floor | Stage::Probe | Stage::All) && spec.eval.floor {
+        for f in &features {
+            scores.extend(pipeline::floor_scores(spec, &ctx, f)?);
+        }
+    }
+    if matches!(cli.stage, Stage::Embed | Stage::Probe | Stage::All) {
+        let embedding_cache = EmbeddingCache::new(cache_root.join("embeddings"));
+        for encoder in pipeline::encoders_to_evaluate(spec, &run.path)? {
+            for f in &features {
+                let embeddings =
+                    pipeline::task_embeddings(spec, &encoder, f, stats, &embedding_cache, bars)?;
+                if cli.stage != Stage::Embed {
+                    scores.extend(pipeline::embedding_scores(
+                        spec,
+                        &ctx,
+                        &encoder.name,
+                        f,
+                        &embeddings,
+                    )?);
+                }
+            }
+        }
+    }
+    if !scores.is_empty() {
+        let path = run.file("scores.parquet");
+        slicer::results::write_scores(&path, &scores)?;
+        tracing::info!("{} scores -> {}", scores.len(), path.display());
+        println!(
+            "this run, test accuracy %:\n\n{}",
+            lape_table(&scores).to_markdown()
         );
     }
-    out
+    Ok(())
+}
+
+/// Rebuilds the LAPE table from every run under `root` and prints it.
+fn summary(root: &std::path::Path) -> anyhow::Result<()> {
+    let scores = latest_scores(root)?;
+    if scores.is_empty() {
+        anyhow::bail!(
+            "no run under {} has scores.parquet yet; run --stage all first",
+            root.join("runs").display()
+        );
+    }
+    let table = lape_table(&scores);
+    table.write(root)?;
+    println!(
+        "LAPE table, test accuracy % (mean ± std over probe seeds), newest run of each spec; written to {}:\n\n{}",
+        root.join("lape_table.md").display(),
+        table.to_markdown()
+    );
+    Ok(())
 }

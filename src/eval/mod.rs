@@ -1,7 +1,16 @@
-//! Evaluation: the linear probe (SPEC 9.3) and the bag-of-frames floor it is compared with.
+//! Evaluation: frozen-encoder embeddings, the linear probe (SPEC 9.3), the bag-of-frames
+//! floor it is compared with, and the LAPE summary table.
 
+mod config;
+mod embed;
 mod floor;
 mod probe;
+mod scoring;
+mod summary;
 
+pub use config::{EncoderChoice, EvalConfig, InputNormalization, Weights};
+pub use embed::{embed_frames, embed_spectrograms, encoder_hash, Pooling};
 pub use floor::bag_of_frames;
-pub use probe::{linear_probe, ProbeConfig, ProbeOutcome, ProbeSet};
+pub use probe::{linear_probe, ProbeConfig, ProbeOutcome, ProbeSet, Protocol};
+pub use scoring::{linear_scores, mean_std, ProbeInputs, ScoreContext};
+pub use summary::{lape_table, latest_scores, Cell, LapeRow, LapeTable, TABLE_METRIC};

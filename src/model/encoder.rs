@@ -3,7 +3,10 @@
 //! Parameter names mirror the LAPE checkpoints (`encoder.features_1.0.weight`, ...), so BYOL-A
 //! and LAPE weights load by renaming only.
 
-use candle_core::{Device, Result, Tensor, Var};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::Rng;
 
 use super::layers::{BatchNorm2d, Conv3x3, Dropout, Linear};
@@ -123,6 +126,74 @@ impl Encoder {
             .map(|(k, b)| (format!("{prefix}features_{}.1", k + 1), &b.bn))
             .collect()
     }
+
+    /// Parameters and BatchNorm buffers as named tensors under `prefix` (PyTorch state-dict
+    /// names; the batch counters as i64 scalars).
+    pub fn state(&self, prefix: &str) -> Result<Vec<(String, Tensor)>> {
+        let mut out: Vec<(String, Tensor)> = self
+            .named_params(prefix)
+            .into_iter()
+            .map(|(n, v)| (n, v.as_tensor().clone()))
+            .collect();
+        for (name, bn) in self.batch_norms(prefix) {
+            out.push((
+                format!("{name}.running_mean"),
+                bn.running_mean.as_tensor().clone(),
+            ));
+            out.push((
+                format!("{name}.running_var"),
+                bn.running_var.as_tensor().clone(),
+            ));
+            let count = bn.num_batches_tracked.load(Ordering::Relaxed);
+            out.push((
+                format!("{name}.num_batches_tracked"),
+                Tensor::new(count, bn.running_mean.device())?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Loads parameters and buffers named as in [`Encoder::state`]; a missing name or a
+    /// shape mismatch is an error naming the key.
+    pub fn load_state(&self, prefix: &str, state: &HashMap<String, Tensor>) -> Result<()> {
+        load_params(&self.named_params(prefix), state)?;
+        for (name, bn) in self.batch_norms(prefix) {
+            for (buffer, var) in [
+                ("running_mean", &bn.running_mean),
+                ("running_var", &bn.running_var),
+            ] {
+                let t = lookup(state, &format!("{name}.{buffer}"))?;
+                var.set(&t.to_dtype(DType::F32)?.to_device(var.device())?)?;
+            }
+            let count = lookup(state, &format!("{name}.num_batches_tracked"))?
+                .to_dtype(DType::I64)?
+                .to_scalar::<i64>()?;
+            bn.num_batches_tracked.store(count, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+fn lookup<'a>(state: &'a HashMap<String, Tensor>, name: &str) -> Result<&'a Tensor> {
+    state
+        .get(name)
+        .ok_or_else(|| candle_core::Error::Msg(format!("state has no `{name}`")))
+}
+
+/// Sets each named parameter from `state`, checking that the name exists and the shape matches.
+pub(crate) fn load_params(params: &[(String, Var)], state: &HashMap<String, Tensor>) -> Result<()> {
+    for (name, var) in params {
+        let t = lookup(state, name)?;
+        if t.dims() != var.dims() {
+            candle_core::bail!(
+                "`{name}`: shape {:?} where the model has {:?}",
+                t.dims(),
+                var.dims()
+            );
+        }
+        var.set(&t.to_dtype(DType::F32)?.to_device(var.device())?)?;
+    }
+    Ok(())
 }
 
 /// SPEC 4 pooling: max over time plus mean over time, `[B, T, d] -> [B, d]`.

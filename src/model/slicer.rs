@@ -1,14 +1,12 @@
 //! The SLICER network: encoder, instance projector and cluster projector (SPEC 5), plus its
 //! named state (parameters in checkpoint order and BatchNorm buffers).
 
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
-
-use candle_core::{DType, Device, Result, Tensor, Var};
+use candle_core::{Device, Result, Tensor, Var};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
-use super::encoder::{pool_max_mean, Encoder};
+use super::encoder::{load_params, pool_max_mean, Encoder};
 use super::layers::{Dropout, Linear};
 
 /// Model sizes (SPEC 5, 13).
@@ -127,6 +125,12 @@ impl SlicerNet {
     /// Trainable parameters in checkpoint order (the order optimiser and EMA zips use).
     pub fn named_params(&self) -> Vec<(String, Var)> {
         let mut out = self.encoder.named_params("encoder.");
+        out.extend(self.head_params());
+        out
+    }
+
+    fn head_params(&self) -> Vec<(String, Var)> {
+        let mut out = Vec::new();
         for (name, layer) in [
             ("instance_projector", &self.instance_projector),
             ("cluster_projector.0", &self.cluster_hidden),
@@ -141,66 +145,20 @@ impl SlicerNet {
     /// Every parameter and buffer as named tensors (PyTorch state-dict names; the batch
     /// counters as i64 scalars).
     pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        let mut out: Vec<(String, Tensor)> = self
-            .named_params()
-            .into_iter()
-            .map(|(n, v)| (n, v.as_tensor().clone()))
-            .collect();
-        for (prefix, bn) in self.encoder.batch_norms("encoder.") {
-            out.push((
-                format!("{prefix}.running_mean"),
-                bn.running_mean.as_tensor().clone(),
-            ));
-            out.push((
-                format!("{prefix}.running_var"),
-                bn.running_var.as_tensor().clone(),
-            ));
-            let count = bn.num_batches_tracked.load(Ordering::Relaxed);
-            out.push((
-                format!("{prefix}.num_batches_tracked"),
-                Tensor::new(count, bn.running_mean.device())?,
-            ));
-        }
+        let mut out = self.encoder.state("encoder.")?;
+        out.extend(
+            self.head_params()
+                .into_iter()
+                .map(|(n, v)| (n, v.as_tensor().clone())),
+        );
         Ok(out)
     }
 
     /// Loads every parameter and buffer from `state` (names as in [`SlicerNet::state`]);
     /// a missing name or a shape mismatch is an error naming the key.
     pub fn load_state(&self, state: &HashMap<String, Tensor>) -> Result<()> {
-        let get = |name: &str| {
-            state
-                .get(name)
-                .ok_or_else(|| candle_core::Error::Msg(format!("state has no `{name}`")))
-        };
-        for (name, var) in self.named_params() {
-            let t = get(&name)?;
-            if t.dims() != var.dims() {
-                candle_core::bail!(
-                    "`{name}`: shape {:?} where the model has {:?}",
-                    t.dims(),
-                    var.dims()
-                );
-            }
-            var.set(&t.to_dtype(DType::F32)?.to_device(var.device())?)?;
-        }
-        for (prefix, bn) in self.encoder.batch_norms("encoder.") {
-            let dev = bn.running_mean.device().clone();
-            bn.running_mean.set(
-                &get(&format!("{prefix}.running_mean"))?
-                    .to_dtype(DType::F32)?
-                    .to_device(&dev)?,
-            )?;
-            bn.running_var.set(
-                &get(&format!("{prefix}.running_var"))?
-                    .to_dtype(DType::F32)?
-                    .to_device(&dev)?,
-            )?;
-            let count = get(&format!("{prefix}.num_batches_tracked"))?
-                .to_dtype(DType::I64)?
-                .to_scalar::<i64>()?;
-            bn.num_batches_tracked.store(count, Ordering::Relaxed);
-        }
-        Ok(())
+        self.encoder.load_state("encoder.", state)?;
+        load_params(&self.head_params(), state)
     }
 
     /// A copy with the same parameters and buffers (the teacher at construction).

@@ -20,7 +20,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::augment::AugmentConfig;
 use crate::data::DataConfig;
-use crate::eval::ProbeConfig;
+use crate::eval::{EvalConfig, ProbeConfig};
 use crate::features::{FrontendConfig, NormalizationConfig};
 use crate::model::ModelConfig;
 use crate::optim::{LrSchedule, OptimizerConfig};
@@ -65,7 +65,10 @@ pub struct ExperimentSpec {
     /// Pre-training loop.
     #[serde(default)]
     pub train: TrainConfig,
-    /// Linear-probe protocol (SPEC 9.3).
+    /// Which encoders are evaluated, and how their embeddings are made (SPEC 9.3).
+    #[serde(default)]
+    pub eval: EvalConfig,
+    /// Probe protocols and hyperparameters (SPEC 9.2, 9.3).
     #[serde(default)]
     pub probe: ProbeConfig,
     /// Where runs and caches are written.
@@ -260,6 +263,7 @@ impl ExperimentSpec {
                 .map(|p| p.under("data")),
         );
         problems.extend(self.probe.problems().into_iter().map(|p| p.under("probe")));
+        problems.extend(self.eval.problems().into_iter().map(|p| p.under("eval")));
         problems.extend(self.train.problems().into_iter().map(|p| p.under("train")));
         problems.extend(self.model.problems().into_iter().map(|p| p.under("model")));
         if self.objective.queue_size % self.train.batch_size != 0 {

@@ -36,6 +36,17 @@ fn candle(e: candle_core::Error) -> Error {
     Error::Invalid(format!("tensor operation failed: {e}"))
 }
 
+/// The student before its first step: every weight drawn from the spec's seed. Evaluated
+/// as is, it is the `random_init` row of the results table.
+pub fn initial_network(spec: &ExperimentSpec, device: &Device) -> candle_core::Result<SlicerNet> {
+    SlicerNet::new(
+        &spec.model,
+        spec.frontend.n_mels,
+        &mut stream(spec.seed, "model/init"),
+        device,
+    )
+}
+
 /// Pre-trains per `spec` in `run_dir` (checkpoints in `run_dir/checkpoints`, metrics in
 /// `run_dir/metrics.parquet`). With `resume`, continues from the newest checkpoint there.
 pub fn pretrain(
@@ -74,13 +85,7 @@ pub fn pretrain(
         None => None,
     };
 
-    let student = SlicerNet::new(
-        &spec.model,
-        n_mels,
-        &mut stream(spec.seed, "model/init"),
-        &device,
-    )
-    .map_err(candle)?;
+    let student = initial_network(spec, &device).map_err(candle)?;
     let teacher = student
         .duplicate(&spec.model, n_mels, &device)
         .map_err(candle)?;

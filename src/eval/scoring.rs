@@ -1,0 +1,109 @@
+//! Probes turned into score rows: every seed of every requested linear protocol for one
+//! encoder on one task.
+
+use std::time::Instant;
+
+use super::probe::{linear_probe, ProbeConfig, ProbeSet, Protocol};
+use crate::error::Result;
+use crate::results::ScoreRow;
+
+/// Which run the scores belong to.
+#[derive(Debug, Clone)]
+pub struct ScoreContext {
+    /// Run id.
+    pub run: String,
+    /// Spec name.
+    pub spec: String,
+    /// Short spec hash.
+    pub spec_hash: String,
+    /// Master seed (probe seed k uses `seed + k`).
+    pub seed: u64,
+}
+
+/// One task's train, valid and test vectors for an encoder.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeInputs<'a> {
+    /// Encoder or method name.
+    pub encoder: &'a str,
+    /// Task name.
+    pub task: &'a str,
+    /// Vector size.
+    pub dim: usize,
+    /// Number of classes.
+    pub classes: usize,
+    /// Train, valid, test.
+    pub sets: [ProbeSet<'a>; 3],
+}
+
+/// Mean and population standard deviation.
+pub fn mean_std(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
+    let n = values.clone().count().max(1) as f64;
+    let mean = values.clone().sum::<f64>() / n;
+    let var = values.map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    (mean, var.sqrt())
+}
+
+/// Fits `cfg.seeds` linear probes and returns the rows of the linear protocols in
+/// `cfg.protocols`: for `linear`, test/valid/train accuracy at the epoch chosen on valid;
+/// for `linear_lape`, the maximum test accuracy over epochs (one training serves both).
+pub fn linear_scores(
+    cfg: &ProbeConfig,
+    ctx: &ScoreContext,
+    inputs: ProbeInputs<'_>,
+) -> Result<Vec<ScoreRow>> {
+    let wants = |p| cfg.protocols.contains(&p);
+    if !wants(Protocol::Linear) && !wants(Protocol::LinearLape) {
+        return Ok(Vec::new());
+    }
+    let [train, valid, test] = inputs.sets;
+    let row = |protocol: Protocol, seed, metric: &str, value, epoch, wall_s| ScoreRow {
+        run: ctx.run.clone(),
+        spec: ctx.spec.clone(),
+        spec_hash: ctx.spec_hash.clone(),
+        encoder: inputs.encoder.to_owned(),
+        task: inputs.task.to_owned(),
+        protocol: protocol.name().to_owned(),
+        seed,
+        metric: metric.to_owned(),
+        value,
+        n_train: train.y.len() as u64,
+        n_valid: valid.y.len() as u64,
+        n_test: test.y.len() as u64,
+        best_epoch: epoch as u64,
+        wall_s,
+    };
+    let mut rows = Vec::new();
+    for k in 0..cfg.seeds as u64 {
+        let seed = ctx.seed.wrapping_add(k);
+        let started = Instant::now();
+        let o = linear_probe(cfg, inputs.dim, inputs.classes, train, valid, test, seed)?;
+        let wall = started.elapsed().as_secs_f64();
+        if wants(Protocol::Linear) {
+            for (metric, value) in [
+                ("test_accuracy", o.test_accuracy),
+                ("valid_accuracy", o.valid_accuracy),
+                ("train_accuracy", o.train_accuracy),
+            ] {
+                rows.push(row(
+                    Protocol::Linear,
+                    seed,
+                    metric,
+                    value,
+                    o.best_epoch,
+                    wall,
+                ));
+            }
+        }
+        if wants(Protocol::LinearLape) {
+            rows.push(row(
+                Protocol::LinearLape,
+                seed,
+                "test_accuracy",
+                o.max_test_accuracy,
+                o.max_test_epoch,
+                wall,
+            ));
+        }
+    }
+    Ok(rows)
+}
