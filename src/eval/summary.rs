@@ -293,7 +293,9 @@ mod tests {
         table.write(dir.path()).unwrap();
         let md = std::fs::read_to_string(dir.path().join("lape_table.md")).unwrap();
         assert!(
-            md.contains("| slicer | demo (abcd1234) | linear | 70.0 ± 10.0 | 30.0 | 50.0 | 1 |"),
+            md.contains(
+                "| slicer | demo (abcd1234) | linear | 70.0 ± 10.0 | 30.0 ± 0.0 | 50.0 | 1 |"
+            ),
             "{md}"
         );
         assert!(dir.path().join("lape_table.parquet").is_file());
