@@ -22,7 +22,7 @@ fn task(source: TaskSource) -> TaskConfig {
     TaskConfig {
         name: "t".into(),
         source,
-        window_seconds: 1.0,
+        window_seconds: Some(1.0),
     }
 }
 

@@ -54,6 +54,15 @@ pub enum ClipAudio {
         /// `(manifest, 1-based line)` that listed it.
         origin: Option<(PathBuf, usize)>,
     },
+    /// An excerpt of a file (for example a `_silence_` clip cut from a noise recording).
+    Segment {
+        /// The audio file.
+        path: PathBuf,
+        /// Start of the excerpt in seconds.
+        start_seconds: f64,
+        /// Length of the excerpt in seconds.
+        seconds: f64,
+    },
     /// A clip of a built-in synthetic task.
     Synthetic {
         /// The task generator.
@@ -92,6 +101,26 @@ impl ClipAudio {
                     None => e,
                 })
             }
+            ClipAudio::Segment {
+                path,
+                start_seconds,
+                seconds,
+            } => {
+                let samples = crate::audio::load(path, sample_rate)?;
+                let rate = f64::from(sample_rate);
+                let start = (start_seconds * rate).round() as usize;
+                let end = (start + (seconds * rate).round() as usize).min(samples.len());
+                if start >= end {
+                    return Err(Error::audio(
+                        path,
+                        format!(
+                            "the excerpt at {start_seconds:.2} s lies beyond the end ({:.2} s)",
+                            samples.len() as f64 / rate
+                        ),
+                    ));
+                }
+                return Ok(samples[start..end].to_vec());
+            }
             ClipAudio::Synthetic {
                 generator,
                 class,
@@ -118,6 +147,11 @@ impl ClipAudio {
     pub fn id(&self) -> String {
         match self {
             ClipAudio::File { path, .. } => path.display().to_string(),
+            ClipAudio::Segment {
+                path,
+                start_seconds,
+                seconds,
+            } => format!("{}@{start_seconds:.3}+{seconds:.3}", path.display()),
             ClipAudio::Synthetic {
                 generator,
                 class,

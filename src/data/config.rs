@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::datasets::{dataset, DATASETS};
 use super::synthetic::Generator;
 use crate::features::FrontendConfig;
 use crate::spec::Problem;
@@ -79,13 +80,20 @@ pub struct TaskConfig {
     pub name: String,
     /// Where its labelled clips come from.
     pub source: TaskSource,
-    /// Evaluation window in seconds (a centred crop or pad of each clip).
-    #[serde(default = "default_task_window")]
-    pub window_seconds: f64,
+    /// Evaluation window in seconds (a centred crop or pad of each clip). Unset: the
+    /// registered dataset's window (SPEC 9.4), else 1 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<f64>,
 }
 
-fn default_task_window() -> f64 {
-    1.0
+impl TaskConfig {
+    /// The evaluation window in seconds.
+    pub fn window(&self) -> f64 {
+        self.window_seconds.unwrap_or(match &self.source {
+            TaskSource::Dataset { name, .. } => dataset(name).map_or(1.0, |d| d.window_seconds),
+            _ => 1.0,
+        })
+    }
 }
 
 /// Where a task's labelled clips come from.
@@ -104,6 +112,13 @@ pub enum TaskSource {
     Manifest {
         /// The CSV file.
         path: PathBuf,
+    },
+    /// A registered dataset in its standard layout (see `data::DATASETS`).
+    Dataset {
+        /// Registry name, e.g. `speech_commands_v2_12`.
+        name: String,
+        /// The dataset's root folder.
+        root: PathBuf,
     },
     /// A task written by `../shared/data/make_tasks.sh OUT SIZE`: `OUT/<task>/labels.csv`.
     MakeTasks {
@@ -140,7 +155,7 @@ impl TaskSource {
     /// The labelled CSV this source reads, if it reads one.
     pub fn manifest_path(&self) -> Option<PathBuf> {
         match self {
-            TaskSource::Synthetic { .. } => None,
+            TaskSource::Synthetic { .. } | TaskSource::Dataset { .. } => None,
             TaskSource::Manifest { path } => Some(path.clone()),
             TaskSource::MakeTasks { root, task } => Some(root.join(task).join("labels.csv")),
         }
@@ -201,10 +216,21 @@ impl DataConfig {
                     "give each task its own name",
                 ));
             }
-            if !(task.window_seconds.is_finite() && task.window_seconds > min_window) {
+            if let TaskSource::Dataset { name, .. } = &task.source {
+                if dataset(name).is_none() {
+                    let known: Vec<&str> = DATASETS.iter().map(|d| d.name).collect();
+                    problems.push(Problem::new(
+                        format!("{key}.source.name"),
+                        format!("no dataset called `{name}`"),
+                        format!("registered datasets: {}", known.join(", ")),
+                    ));
+                }
+            }
+            let window = task.window();
+            if !(window.is_finite() && window > min_window) {
                 problems.push(Problem::new(
                     format!("{key}.window_seconds"),
-                    format!("{} s is too short", task.window_seconds),
+                    format!("{window} s is too short"),
                     "LAPE uses 1 s for keywords and up to 12 s for speakers",
                 ));
             }
@@ -238,6 +264,16 @@ impl DataConfig {
             _ => {}
         }
         for (i, task) in self.tasks.iter().enumerate() {
+            if let TaskSource::Dataset { name, root } = &task.source {
+                if !root.is_dir() {
+                    let layout = dataset(name).map_or("", |d| d.layout);
+                    problems.push(Problem::new(
+                        format!("data.tasks.{i}.source.root"),
+                        format!("folder {} does not exist", root.display()),
+                        format!("point it at the dataset: {layout}"),
+                    ));
+                }
+            }
             let Some(manifest) = task.source.manifest_path() else {
                 continue;
             };

@@ -3,6 +3,7 @@
 
 mod clip;
 mod config;
+mod datasets;
 mod loader;
 mod manifest;
 mod pretrain;
@@ -11,6 +12,7 @@ mod task;
 
 pub use clip::{ClipAudio, Split};
 pub use config::{DataConfig, PretrainSource, SplitSizes, TaskConfig, TaskSource};
+pub use datasets::{dataset, DatasetKind, DatasetRow, DATASETS};
 pub use loader::{load_clips, LoadedClips};
 pub use manifest::{read_labelled_manifest, ManifestRow};
 pub use pretrain::pretrain_clips;

@@ -46,7 +46,7 @@ pub fn pretrain_clips(source: &PretrainSource, seed: u64) -> Result<Vec<ClipAudi
     }
 }
 
-fn collect_audio(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+pub(crate) fn collect_audio(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let path = entry.map_err(|e| Error::io(dir, e))?.path();
         if path.is_dir() {

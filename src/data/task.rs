@@ -1,9 +1,11 @@
 //! A labelled task: its classes and clips, from any [`TaskSource`].
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use super::clip::{ClipAudio, Split};
 use super::config::{TaskConfig, TaskSource};
+use super::datasets::{dataset, DatasetRow};
 use super::manifest::read_labelled_manifest;
 use crate::error::{Error, Result};
 
@@ -72,45 +74,38 @@ impl Task {
                     format!("synthetic:{generator:?}:{seed}:{per_class:?}"),
                 )
             }
+            TaskSource::Dataset { name, root } => {
+                let kind = dataset(name).ok_or_else(|| {
+                    Error::Invalid(format!("task `{}`: no dataset called `{name}`", cfg.name))
+                })?;
+                let rows = (kind.load)(root)?;
+                let mut fingerprint = blake3::Hasher::new();
+                fingerprint.update(name.as_bytes());
+                for row in &rows {
+                    fingerprint.update(row.audio.id().as_bytes());
+                    fingerprint.update(row.label.as_bytes());
+                    fingerprint.update(row.split.to_string().as_bytes());
+                }
+                let fingerprint = format!("dataset:{name}:{}", fingerprint.finalize().to_hex());
+                let (classes, clips) = index_labels(root, rows)?;
+                (classes, clips, fingerprint)
+            }
             source => {
                 let manifest = source.manifest_path().expect("file-based source");
                 let rows = read_labelled_manifest(&manifest)?;
-                let train_labels: BTreeSet<&str> = rows
-                    .iter()
-                    .filter(|r| r.split == Split::Train)
-                    .map(|r| r.label.as_str())
-                    .collect();
-                if train_labels.is_empty() {
-                    return Err(Error::Dataset {
-                        path: manifest,
-                        message: "no rows with split `train`".into(),
-                    });
-                }
-                if let Some(row) = rows
-                    .iter()
-                    .find(|r| !train_labels.contains(r.label.as_str()))
-                {
-                    return Err(Error::Manifest {
-                        path: manifest.clone(),
-                        row: row.line,
-                        message: format!("label `{}` never occurs in the train split, so no probe can predict it", row.label),
-                    });
-                }
-                let classes: Vec<String> = train_labels.iter().map(|s| s.to_string()).collect();
-                let clips = rows
-                    .iter()
-                    .map(|r| LabelledClip {
+                let bytes = std::fs::read(&manifest).map_err(|e| Error::io(&manifest, e))?;
+                let rows = rows
+                    .into_iter()
+                    .map(|r| DatasetRow {
                         audio: ClipAudio::File {
-                            path: r.path.clone(),
+                            path: r.path,
                             origin: Some((manifest.clone(), r.line)),
                         },
-                        label: classes
-                            .binary_search(&r.label)
-                            .expect("label is a train label"),
+                        label: r.label,
                         split: r.split,
                     })
                     .collect();
-                let bytes = std::fs::read(&manifest).map_err(|e| Error::io(&manifest, e))?;
+                let (classes, clips) = index_labels(&manifest, rows)?;
                 (
                     classes,
                     clips,
@@ -127,7 +122,7 @@ impl Task {
             name: cfg.name.clone(),
             classes,
             clips,
-            window_seconds: cfg.window_seconds,
+            window_seconds: cfg.window(),
             fingerprint,
         })
     }
@@ -136,4 +131,52 @@ impl Task {
     pub fn split(&self, split: Split) -> impl Iterator<Item = &LabelledClip> {
         self.clips.iter().filter(move |c| c.split == split)
     }
+}
+
+/// Class ids from the train split's labels (sorted, so ids are stable); a label that never
+/// occurs in train is an error naming where it came from.
+fn index_labels(source: &Path, rows: Vec<DatasetRow>) -> Result<(Vec<String>, Vec<LabelledClip>)> {
+    let classes: Vec<String> = rows
+        .iter()
+        .filter(|r| r.split == Split::Train)
+        .map(|r| r.label.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if classes.is_empty() {
+        return Err(Error::Dataset {
+            path: source.to_owned(),
+            message: "no clips in the train split".into(),
+        });
+    }
+    rows.into_iter()
+        .map(|r| {
+            let Ok(label) = classes.binary_search(&r.label) else {
+                let message = format!(
+                    "label `{}` never occurs in the train split, so no probe can predict it",
+                    r.label
+                );
+                return Err(match &r.audio {
+                    ClipAudio::File {
+                        origin: Some((path, row)),
+                        ..
+                    } => Error::Manifest {
+                        path: path.clone(),
+                        row: *row,
+                        message,
+                    },
+                    audio => Error::Dataset {
+                        path: source.to_owned(),
+                        message: format!("{}: {message}", audio.id()),
+                    },
+                });
+            };
+            Ok(LabelledClip {
+                audio: r.audio,
+                label,
+                split: r.split,
+            })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(|clips| (classes, clips))
 }
