@@ -13,8 +13,8 @@ use crate::checkpoint;
 use crate::data::{load_clips, pretrain_clips, ClipAudio, Split, Task};
 use crate::error::{Error, Result};
 use crate::eval::{
-    bag_of_frames, embed_spectrograms, encoder_hash, linear_scores, EncoderChoice,
-    InputNormalization, ProbeInputs, ProbeSet, ScoreContext, Weights,
+    bag_of_frames, embed_spectrograms, encoder_hash, finetune_scores, linear_scores, EncoderChoice,
+    FinetuneData, InputNormalization, ProbeInputs, ProbeSet, Protocol, ScoreContext, Weights,
 };
 use crate::features::{LogMelFrontend, NormStats, NormalizationConfig};
 use crate::model::Encoder;
@@ -224,6 +224,20 @@ pub fn encoders_to_evaluate(spec: &ExperimentSpec, run_dir: &Path) -> Result<Vec
         .collect()
 }
 
+/// The scalar statistics applied to a task's log-mels before an encoder.
+fn input_norm(
+    spec: &ExperimentSpec,
+    features: &TaskFeatures,
+    pretrain_norm: &NormStats,
+) -> Result<NormStats> {
+    Ok(match spec.eval.input_normalization {
+        InputNormalization::TaskTrain => {
+            NormStats::from_spectrograms(&features.splits[0].spectrograms)?
+        }
+        InputNormalization::Pretrain => *pretrain_norm,
+    })
+}
+
 /// One task's embeddings by one encoder: `(dim, [train, valid, test] as (vectors, labels))`.
 pub type TaskEmbeddings = (usize, [(Vec<f32>, Vec<usize>); 3]);
 
@@ -237,12 +251,7 @@ pub fn task_embeddings(
     cache: &EmbeddingCache,
     progress: &dyn Progress,
 ) -> Result<TaskEmbeddings> {
-    let norm = match spec.eval.input_normalization {
-        InputNormalization::TaskTrain => {
-            NormStats::from_spectrograms(&features.splits[0].spectrograms)?
-        }
-        InputNormalization::Pretrain => *pretrain_norm,
-    };
+    let norm = input_norm(spec, features, pretrain_norm)?;
     let hash = encoder_hash(&encoder.encoder)?;
     let settings = (norm.mean, norm.std, spec.eval.pooling);
     let mut sets: Vec<(Vec<f32>, Vec<usize>)> = Vec::new();
@@ -285,4 +294,46 @@ pub fn embedding_scores(
     embeddings: &TaskEmbeddings,
 ) -> Result<Vec<ScoreRow>> {
     probe_sets(spec, ctx, encoder, features, &embeddings.1, embeddings.0)
+}
+
+/// Fine-tunes `encoder` on one task once per probe seed, when `probe.protocols` has
+/// `finetune` (SPEC 9.2); otherwise returns no rows.
+pub fn finetune_task_scores(
+    spec: &ExperimentSpec,
+    ctx: &ScoreContext,
+    encoder: &NamedEncoder,
+    features: &TaskFeatures,
+    pretrain_norm: &NormStats,
+    progress: &dyn Progress,
+) -> Result<Vec<ScoreRow>> {
+    if !spec.probe.protocols.contains(&Protocol::Finetune) {
+        return Ok(Vec::new());
+    }
+    let [train, valid, test] = &features.splits;
+    let data = FinetuneData {
+        spectrograms: [&train.spectrograms, &valid.spectrograms, &test.spectrograms],
+        labels: [&train.labels, &valid.labels, &test.labels],
+        classes: train.classes.len(),
+        norm: input_norm(spec, features, pretrain_norm)?,
+        pooling: spec.eval.pooling,
+    };
+    let inputs = ProbeInputs {
+        encoder: &encoder.name,
+        task: &features.task,
+        dim: 0,
+        classes: data.classes,
+        sets: [train, valid, test].map(|s| ProbeSet {
+            x: &[],
+            y: &s.labels,
+        }),
+    };
+    finetune_scores(
+        &spec.probe,
+        ctx,
+        inputs,
+        &encoder.encoder,
+        spec.frontend.n_mels,
+        data,
+        progress,
+    )
 }

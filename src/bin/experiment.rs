@@ -224,6 +224,9 @@ fn evaluate(
                         f,
                         &embeddings,
                     )?);
+                    scores.extend(pipeline::finetune_task_scores(
+                        spec, &ctx, &encoder, f, stats, bars,
+                    )?);
                 }
             }
         }

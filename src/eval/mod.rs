@@ -3,6 +3,7 @@
 
 mod config;
 mod embed;
+mod finetune;
 mod floor;
 mod probe;
 mod scoring;
@@ -10,7 +11,8 @@ mod summary;
 
 pub use config::{EncoderChoice, EvalConfig, InputNormalization, Weights};
 pub use embed::{embed_frames, embed_spectrograms, encoder_hash, Pooling};
+pub use finetune::{finetune, FinetuneData};
 pub use floor::bag_of_frames;
 pub use probe::{linear_probe, ProbeConfig, ProbeOutcome, ProbeSet, Protocol};
-pub use scoring::{linear_scores, mean_std, ProbeInputs, ScoreContext};
+pub use scoring::{finetune_scores, linear_scores, mean_std, ProbeInputs, ScoreContext};
 pub use summary::{lape_table, latest_scores, Cell, LapeRow, LapeTable, TABLE_METRIC};

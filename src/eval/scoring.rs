@@ -1,10 +1,13 @@
-//! Probes turned into score rows: every seed of every requested linear protocol for one
-//! encoder on one task.
+//! Probes turned into score rows: every seed of every requested protocol for one encoder on
+//! one task.
 
 use std::time::Instant;
 
-use super::probe::{linear_probe, ProbeConfig, ProbeSet, Protocol};
+use super::finetune::{finetune, FinetuneData};
+use super::probe::{linear_probe, ProbeConfig, ProbeOutcome, ProbeSet, Protocol};
 use crate::error::Result;
+use crate::model::Encoder;
+use crate::progress::Progress;
 use crate::results::ScoreRow;
 
 /// Which run the scores belong to.
@@ -43,27 +46,25 @@ pub fn mean_std(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-/// Fits `cfg.seeds` linear probes and returns the rows of the linear protocols in
-/// `cfg.protocols`: for `linear`, test/valid/train accuracy at the epoch chosen on valid;
-/// for `linear_lape`, the maximum test accuracy over epochs (one training serves both).
-pub fn linear_scores(
-    cfg: &ProbeConfig,
+/// The rows of one outcome: test/valid/train accuracy at the epoch chosen on valid under
+/// `selected`, and (when `max_test` names a protocol) the maximum test accuracy over epochs.
+fn outcome_rows(
     ctx: &ScoreContext,
-    inputs: ProbeInputs<'_>,
-) -> Result<Vec<ScoreRow>> {
-    let wants = |p| cfg.protocols.contains(&p);
-    if !wants(Protocol::Linear) && !wants(Protocol::LinearLape) {
-        return Ok(Vec::new());
-    }
+    inputs: &ProbeInputs<'_>,
+    selected: Option<Protocol>,
+    max_test: Option<Protocol>,
+    o: &ProbeOutcome,
+    wall_s: f64,
+) -> Vec<ScoreRow> {
     let [train, valid, test] = inputs.sets;
-    let row = |protocol: Protocol, seed, metric: &str, value, epoch, wall_s| ScoreRow {
+    let row = |protocol: Protocol, metric: &str, value, epoch: usize| ScoreRow {
         run: ctx.run.clone(),
         spec: ctx.spec.clone(),
         spec_hash: ctx.spec_hash.clone(),
         encoder: inputs.encoder.to_owned(),
         task: inputs.task.to_owned(),
         protocol: protocol.name().to_owned(),
-        seed,
+        seed: o.seed,
         metric: metric.to_owned(),
         value,
         n_train: train.y.len() as u64,
@@ -73,37 +74,93 @@ pub fn linear_scores(
         wall_s,
     };
     let mut rows = Vec::new();
+    if let Some(protocol) = selected {
+        for (metric, value) in [
+            ("test_accuracy", o.test_accuracy),
+            ("valid_accuracy", o.valid_accuracy),
+            ("train_accuracy", o.train_accuracy),
+        ] {
+            rows.push(row(protocol, metric, value, o.best_epoch));
+        }
+    }
+    if let Some(protocol) = max_test {
+        rows.push(row(
+            protocol,
+            "test_accuracy",
+            o.max_test_accuracy,
+            o.max_test_epoch,
+        ));
+    }
+    rows
+}
+
+/// Fits `cfg.seeds` linear probes and returns the rows of the linear protocols in
+/// `cfg.protocols`: for `linear`, test/valid/train accuracy at the epoch chosen on valid;
+/// for `linear_lape`, the maximum test accuracy over epochs (one training serves both).
+pub fn linear_scores(
+    cfg: &ProbeConfig,
+    ctx: &ScoreContext,
+    inputs: ProbeInputs<'_>,
+) -> Result<Vec<ScoreRow>> {
+    let wants = |p| cfg.protocols.contains(&p).then_some(p);
+    let (selected, max_test) = (wants(Protocol::Linear), wants(Protocol::LinearLape));
+    if selected.is_none() && max_test.is_none() {
+        return Ok(Vec::new());
+    }
+    let [train, valid, test] = inputs.sets;
+    let mut rows = Vec::new();
     for k in 0..cfg.seeds as u64 {
-        let seed = ctx.seed.wrapping_add(k);
         let started = Instant::now();
-        let o = linear_probe(cfg, inputs.dim, inputs.classes, train, valid, test, seed)?;
+        let o = linear_probe(
+            cfg,
+            inputs.dim,
+            inputs.classes,
+            train,
+            valid,
+            test,
+            ctx.seed.wrapping_add(k),
+        )?;
         let wall = started.elapsed().as_secs_f64();
-        if wants(Protocol::Linear) {
-            for (metric, value) in [
-                ("test_accuracy", o.test_accuracy),
-                ("valid_accuracy", o.valid_accuracy),
-                ("train_accuracy", o.train_accuracy),
-            ] {
-                rows.push(row(
-                    Protocol::Linear,
-                    seed,
-                    metric,
-                    value,
-                    o.best_epoch,
-                    wall,
-                ));
-            }
-        }
-        if wants(Protocol::LinearLape) {
-            rows.push(row(
-                Protocol::LinearLape,
-                seed,
-                "test_accuracy",
-                o.max_test_accuracy,
-                o.max_test_epoch,
-                wall,
-            ));
-        }
+        rows.extend(outcome_rows(ctx, &inputs, selected, max_test, &o, wall));
+    }
+    Ok(rows)
+}
+
+/// Fine-tunes `encoder` once per probe seed (when `cfg.protocols` has `finetune`) and
+/// returns the `finetune` rows, epoch chosen on valid. `inputs.sets` only supplies the
+/// labels and sizes; the spectrograms come with `data`.
+pub fn finetune_scores(
+    cfg: &ProbeConfig,
+    ctx: &ScoreContext,
+    inputs: ProbeInputs<'_>,
+    encoder: &Encoder,
+    n_mels: usize,
+    data: FinetuneData<'_>,
+    progress: &dyn Progress,
+) -> Result<Vec<ScoreRow>> {
+    if !cfg.protocols.contains(&Protocol::Finetune) {
+        return Ok(Vec::new());
+    }
+    let mut rows = Vec::new();
+    for k in 0..cfg.seeds as u64 {
+        let started = Instant::now();
+        let o = finetune(
+            cfg,
+            encoder,
+            n_mels,
+            data,
+            ctx.seed.wrapping_add(k),
+            progress,
+        )?;
+        let wall = started.elapsed().as_secs_f64();
+        rows.extend(outcome_rows(
+            ctx,
+            &inputs,
+            Some(Protocol::Finetune),
+            None,
+            &o,
+            wall,
+        ));
     }
     Ok(rows)
 }
