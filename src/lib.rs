@@ -6,12 +6,13 @@
 //! The modules follow the data flow: [`audio`] (decode, resample, window) →
 //! [`features`] (log-mel, normalisation) → [`data`] (corpora, tasks) → [`cache`] (feature
 //! cache) → [`augment`] (two views) → [`model`] (encoder, heads, queue) → [`loss`] →
-//! [`optim`] → [`train`] (step, data thread, loop) → [`checkpoint`] → [`eval`] (probes) →
-//! [`results`] (Parquet) and [`run`] (run folders and provenance), driven by a typed
-//! experiment [`spec`]; [`pipeline`] strings the evaluation stages together.
+//! [`optim`] → [`train`] (step, data thread, loop) → [`checkpoint`] → [`eval`] (frozen
+//! embeddings, linear probe, fine-tuning, LAPE table) → [`results`] (Parquet) and [`run`]
+//! (run folders and provenance), driven by a typed experiment [`spec`]; [`pipeline`] strings
+//! the stages together. [`data`] also holds the registry of LAPE datasets and their loaders.
 //!
-//! Not built yet: frozen-encoder embeddings and the LAPE harness, the Hub loaders, the
-//! baselines and the CUDA path (see the README's status section).
+//! Not built yet: the Hub loaders, the baselines and the CUDA path (see the README's status
+//! section).
 
 pub mod atomic;
 pub mod audio;

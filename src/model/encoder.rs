@@ -25,7 +25,7 @@ pub struct ConvBlock {
 
 impl ConvBlock {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        max_pool_2x2(&self.bn.forward(&self.conv.forward(x)?, train)?.relu()?)
+        self.bn.forward_relu_pool(&self.conv.forward(x)?, train)
     }
 }
 

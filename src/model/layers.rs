@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::Rng;
 
+use super::fused::{BnReluPool, BnStats};
+
 /// A `Var` of `shape` with values uniform in `+-bound`, drawn from `rng`.
 fn uniform(shape: &[usize], bound: f32, rng: &mut impl Rng, device: &Device) -> Result<Var> {
     let n: usize = shape.iter().product();
@@ -105,17 +107,11 @@ impl BatchNorm2d {
         let (mean, var) = if train {
             let mean = x.mean_keepdim((0, 2, 3))?;
             let var = x.broadcast_sub(&mean)?.sqr()?.mean_keepdim((0, 2, 3))?;
-            let n = (b * h * w) as f64;
-            let unbiased = (var.detach().flatten_all()? * (n / (n - 1.0).max(1.0)))?;
-            self.running_mean.set(
-                &((self.running_mean.as_tensor() * (1.0 - BN_MOMENTUM))?
-                    + (mean.detach().flatten_all()? * BN_MOMENTUM)?)?,
+            self.update_running(
+                &mean.detach().flatten_all()?,
+                &var.detach().flatten_all()?,
+                b * h * w,
             )?;
-            self.running_var.set(
-                &((self.running_var.as_tensor() * (1.0 - BN_MOMENTUM))?
-                    + (unbiased * BN_MOMENTUM)?)?,
-            )?;
-            self.num_batches_tracked.fetch_add(1, Ordering::Relaxed);
             (mean, var)
         } else {
             (
@@ -129,6 +125,59 @@ impl BatchNorm2d {
         normalised
             .broadcast_mul(&self.weight.reshape(shape)?)?
             .broadcast_add(&self.bias.reshape(shape)?)
+    }
+
+    /// BatchNorm, ReLU and 2x2 max pooling (floor). On CPU one fused op
+    /// ([`super::fused::BnReluPool`]); elsewhere the composed layers.
+    pub fn forward_relu_pool(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if !x.device().is_cpu() {
+            return super::encoder::max_pool_2x2(&self.forward(x, train)?.relu()?);
+        }
+        let stats = if train {
+            BnStats::Batch
+        } else {
+            BnStats::Running {
+                mean: self.running_mean.as_tensor().to_vec1()?,
+                var: self.running_var.as_tensor().to_vec1()?,
+            }
+        };
+        let op = BnReluPool::new(stats, BN_EPS);
+        let used = op.used_stats();
+        let out = x
+            .contiguous()?
+            .apply_op3(self.weight.as_tensor(), self.bias.as_tensor(), op)?;
+        if train {
+            let (b, c, h, w) = x.dims4()?;
+            let (mean, var) = used
+                .lock()
+                .expect("not poisoned")
+                .clone()
+                .ok_or_else(|| candle_core::Error::Msg("bn_relu_pool did not run".into()))?;
+            let to_tensor = |v: Vec<f64>| {
+                Tensor::from_vec(
+                    v.into_iter().map(|v| v as f32).collect::<Vec<_>>(),
+                    c,
+                    x.device(),
+                )
+            };
+            self.update_running(&to_tensor(mean)?, &to_tensor(var)?, b * h * w)?;
+        }
+        Ok(out)
+    }
+
+    /// Running-statistics update from a batch's per-channel mean and biased variance over
+    /// `n` values per channel (PyTorch: the unbiased variance enters the running average).
+    fn update_running(&self, mean: &Tensor, biased_var: &Tensor, n: usize) -> Result<()> {
+        let n = n as f64;
+        let unbiased = (biased_var * (n / (n - 1.0).max(1.0)))?;
+        self.running_mean.set(
+            &((self.running_mean.as_tensor() * (1.0 - BN_MOMENTUM))? + (mean * BN_MOMENTUM)?)?,
+        )?;
+        self.running_var.set(
+            &((self.running_var.as_tensor() * (1.0 - BN_MOMENTUM))? + (unbiased * BN_MOMENTUM)?)?,
+        )?;
+        self.num_batches_tracked.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 }
 

@@ -2,6 +2,7 @@
 //! MoCo key queue (SPEC 6).
 
 mod encoder;
+mod fused;
 mod layers;
 mod queue;
 mod slicer;
