@@ -17,6 +17,7 @@ fn logmel_fields(mode: &str, clips: usize) -> serde_json::Value {
 }
 
 fn main() {
+    slicer::allocator::keep_freed_buffers();
     let (reps, warmup, n) = (arg("--reps", 10), arg("--warmup", 2), arg("--clips", 64));
     let mut rng = slicer::rng::stream(0, "bench/clips");
     let clips: Vec<Vec<f32>> = (0..n)

@@ -34,6 +34,7 @@ fn batches() -> Vec<usize> {
 }
 
 fn main() {
+    slicer::allocator::keep_freed_buffers();
     let (d, reps, warmup, queue_size) = (
         arg("--d", 2048),
         arg("--reps", 3),

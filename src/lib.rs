@@ -14,6 +14,7 @@
 //! Not built yet: the Hub loaders, the baselines and the CUDA path (see the README's status
 //! section).
 
+pub mod allocator;
 pub mod atomic;
 pub mod audio;
 pub mod augment;

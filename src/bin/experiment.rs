@@ -95,6 +95,7 @@ impl Progress for Bars {
 }
 
 fn main() -> ExitCode {
+    slicer::allocator::keep_freed_buffers();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::Rng;
 
+use super::conv::Conv3x3Op;
 use super::fused::{BnReluPool, BnStats};
 
 /// A `Var` of `shape` with values uniform in `+-bound`, drawn from `rng`.
@@ -61,11 +62,17 @@ impl Conv3x3 {
         })
     }
 
-    /// `[B, in, H, W] -> [B, out, H, W]`.
+    /// `[B, in, H, W] -> [B, out, H, W]`; on CPU through the im2col + gemm op
+    /// ([`super::conv::Conv3x3Op`]), elsewhere candle's `conv2d`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let channels = self.bias.dim(0)?;
-        x.conv2d(&self.weight, 1, 1, 1, 1)?
-            .broadcast_add(&self.bias.reshape((1, channels, 1, 1))?)
+        let y = if x.device().is_cpu() {
+            x.contiguous()?
+                .apply_op2(self.weight.as_tensor(), Conv3x3Op)?
+        } else {
+            x.conv2d(&self.weight, 1, 1, 1, 1)?
+        };
+        y.broadcast_add(&self.bias.reshape((1, channels, 1, 1))?)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The SLICER model: AudioNTT2020Task6 encoder, instance and cluster heads (SPEC 4, 5) and the
 //! MoCo key queue (SPEC 6).
 
+mod conv;
 mod encoder;
 mod fused;
 mod layers;
