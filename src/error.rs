@@ -49,6 +49,20 @@ pub enum Error {
         /// What was expected there.
         message: String,
     },
+    /// A file that could not be had from the Hugging Face Hub or its local cache.
+    #[error("{repo}@{revision}: {file}: {message} (cache: {})", cache.display())]
+    Hub {
+        /// Repository id, `org/name`.
+        repo: String,
+        /// Branch, tag or commit.
+        revision: String,
+        /// File in the repository.
+        file: String,
+        /// The cache folder that was searched.
+        cache: PathBuf,
+        /// What went wrong and what to do.
+        message: String,
+    },
     /// A value outside what an algorithm accepts (empty inputs, mismatched shapes, ...).
     #[error("{0}")]
     Invalid(String),

@@ -24,6 +24,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod features;
+pub mod hub;
 pub mod loss;
 pub mod model;
 pub mod optim;
