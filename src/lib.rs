@@ -29,6 +29,7 @@ pub mod loss;
 pub mod model;
 pub mod optim;
 pub mod pipeline;
+pub mod pretrained;
 pub mod progress;
 pub mod results;
 pub mod rng;

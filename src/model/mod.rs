@@ -8,7 +8,7 @@ mod layers;
 mod queue;
 mod slicer;
 
-pub use encoder::{pool_max_mean, ConvBlock, Encoder};
+pub use encoder::{pool_max_mean, ConvBlock, Encoder, CHANNELS};
 pub use layers::{BatchNorm2d, Conv3x3, Dropout, Linear};
 pub use queue::KeyQueue;
 pub use slicer::{ModelConfig, SlicerNet, SlicerOutput};
