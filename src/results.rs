@@ -184,6 +184,87 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>> {
         .collect())
 }
 
+/// One embedded window of a file, for `experiment embed`'s Parquet output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingRow {
+    /// The audio file.
+    pub path: String,
+    /// Window start, seconds.
+    pub start_s: f64,
+    /// End of the audio the window covers, seconds.
+    pub end_s: f64,
+    /// Pooled embedding.
+    pub embedding: Vec<f32>,
+    /// Frame embeddings `[T', d]` flattened, when asked for.
+    pub frames: Option<Vec<f32>>,
+}
+
+/// Writes embeddings to `path` atomically: `path, start_s, end_s, embedding` (a fixed-size
+/// list of `d` f32), plus `frames` (a list of `T' * d` f32, frame-major) and `n_frames` when
+/// the rows have them.
+pub fn write_embeddings(path: &Path, rows: &[EmbeddingRow]) -> Result<()> {
+    let err = table_err(path);
+    let d = rows.first().map_or(0, |r| r.embedding.len());
+    if rows.iter().any(|r| r.embedding.len() != d) {
+        return Err(Error::Invalid(format!(
+            "{}: embeddings of different sizes",
+            path.display()
+        )));
+    }
+    let list = |name: &str, values: Vec<Series>| -> Result<Column> {
+        let dtype = DataType::List(Box::new(DataType::Float32));
+        let series = Series::new(name.into(), values)
+            .cast(&dtype)
+            .map_err(&err)?;
+        Ok(series.into())
+    };
+    let embedding: Vec<Series> = rows
+        .iter()
+        .map(|r| Series::new("".into(), r.embedding.as_slice()))
+        .collect();
+    let embedding = list("embedding", embedding)?
+        .cast(&DataType::Array(Box::new(DataType::Float32), d))
+        .map_err(&err)?;
+    let mut columns = vec![
+        column(rows, "path", |r| r.path.clone()),
+        column(rows, "start_s", |r| r.start_s),
+        column(rows, "end_s", |r| r.end_s),
+        embedding,
+    ];
+    if rows.iter().all(|r| r.frames.is_some()) && !rows.is_empty() {
+        let frames: Vec<Series> = rows
+            .iter()
+            .map(|r| Series::new("".into(), r.frames.as_deref().unwrap_or_default()))
+            .collect();
+        columns.push(list("frames", frames)?);
+        columns.push(column(rows, "n_frames", |r| {
+            (r.frames.as_ref().map_or(0, Vec::len) / d.max(1)) as u64
+        }));
+    }
+    write_table(path, columns)
+}
+
+/// Reads the `path, start_s, end_s, embedding` columns written by [`write_embeddings`].
+pub fn read_embeddings(path: &Path) -> Result<Vec<EmbeddingRow>> {
+    let t = Table::read(path)?;
+    let err = table_err(path);
+    let (paths, starts, ends) = (t.strings("path")?, t.f64s("start_s")?, t.f64s("end_s")?);
+    let embeddings = t.column("embedding")?.array().map_err(&err)?;
+    let mut rows = Vec::with_capacity(t.height());
+    for (i, e) in embeddings.series_iter().enumerate() {
+        let e = e.ok_or_else(|| Error::Invalid(format!("{}: null embedding", path.display())))?;
+        let values: Vec<f32> = e.f32().map_err(&err)?.into_no_null_iter().collect();
+        rows.push(EmbeddingRow {
+            path: paths[i].clone(),
+            start_s: starts[i],
+            end_s: ends[i],
+            embedding: values,
+            frames: None,
+        });
+    }
+    Ok(rows)
+}
+
 /// Writes `rows` to `path` (`scores.parquet`) atomically.
 pub fn write_scores(path: &Path, rows: &[ScoreRow]) -> Result<()> {
     write_table(
@@ -271,6 +352,37 @@ mod tests {
         let path = dir.path().join("metrics.parquet");
         write_metrics(&path, &rows).unwrap();
         assert_eq!(read_metrics(&path).unwrap(), rows);
+    }
+
+    #[test]
+    fn embeddings_round_trip_as_fixed_size_lists() {
+        let rows: Vec<EmbeddingRow> = (0..3)
+            .map(|i| EmbeddingRow {
+                path: format!("clip{i}.wav"),
+                start_s: i as f64,
+                end_s: i as f64 + 1.0,
+                embedding: vec![i as f32, 0.5, -1.0],
+                frames: Some(vec![0.25; 6]),
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.parquet");
+        write_embeddings(&path, &rows).unwrap();
+        let back = read_embeddings(&path).unwrap();
+        assert_eq!(back.len(), 3);
+        assert_eq!(back[2].embedding, rows[2].embedding);
+        assert_eq!((back[1].path.as_str(), back[1].end_s), ("clip1.wav", 2.0));
+        let df = ParquetReader::new(std::fs::File::open(&path).unwrap())
+            .finish()
+            .unwrap();
+        assert_eq!(
+            df.column("embedding").unwrap().dtype(),
+            &DataType::Array(Box::new(DataType::Float32), 3)
+        );
+        assert_eq!(
+            df.column("n_frames").unwrap().u64().unwrap().get(0),
+            Some(2)
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The `experiment` binary: resolved-spec printing, errors before any work, and a smoke run.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -150,4 +152,59 @@ fn smoke_run_pretrains_evaluates_and_summarises_and_stages_rerun_from_cache() {
         "summary",
     ]);
     assert!(ok && stdout.contains("| slicer | smoke ("), "{stderr}");
+}
+
+#[test]
+fn convert_then_embed_reports_bad_files_and_needs_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = common::fixtures_dir();
+    let model = dir.path().join("byola");
+    let (ok, stdout, stderr) = experiment(&[
+        "convert",
+        fixtures.join("byola_format_d64.pth").to_str().unwrap(),
+        model.to_str().unwrap(),
+    ]);
+    assert!(ok && stdout.contains("d=64"), "{stderr}");
+    let good = fixtures.join("chirp_1s.wav");
+    let bad = dir.path().join("bad.wav");
+    std::fs::write(&bad, b"RIFF not really").unwrap();
+    let out = dir.path().join("e.parquet");
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "embed",
+            "--model",
+            model.to_str().unwrap(),
+            good.to_str().unwrap(),
+            bad.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        a.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let run = |extra: &[&str]| {
+        let a = args(extra);
+        experiment(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let (ok, _, stderr) = run(&[]);
+    assert!(!ok && stderr.contains("--norm-mean"), "{stderr}");
+    let (ok, _, stderr) = run(&["--norm-mean", "-5", "--norm-std", "4"]);
+    assert!(
+        !ok && stderr.contains("bad.wav") && stderr.contains("nothing was written"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+    let (ok, stdout, stderr) = run(&[
+        "--norm-mean",
+        "-5",
+        "--norm-std",
+        "4",
+        "--skip-bad-files",
+        "--frames",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("1 files skipped"), "{stdout}");
+    let rows = slicer::results::read_embeddings(&out).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].embedding.len(), 64);
 }

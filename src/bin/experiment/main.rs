@@ -1,27 +1,39 @@
-//! `experiment SPEC`: runs the stages of an experiment spec and prints the results.
+//! `experiment SPEC`: runs the stages of an experiment spec and prints the results;
+//! `experiment embed|export|convert`: the model tools (see `tools.rs`).
+
+mod bars;
+mod tools;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use slicer::cache::{EmbeddingCache, FeatureCache};
 use slicer::data::Task;
 use slicer::eval::{lape_table, latest_scores, EncoderChoice, ScoreContext};
 use slicer::features::NormStats;
 use slicer::pipeline;
-use slicer::progress::Progress;
+
+use bars::Bars;
 use slicer::run::RunDir;
 use slicer::spec::{ExperimentSpec, LoadedSpec};
 
-/// Pre-train and evaluate audio representations from a YAML experiment spec.
+/// Pre-train and evaluate audio representations from a YAML experiment spec; or embed
+/// audio, export a run's encoder, or convert a PyTorch checkpoint (subcommands).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<tools::Command>,
     /// The experiment spec (YAML), e.g. experiments/slicer.yaml.
-    spec: PathBuf,
+    #[arg(required = true)]
+    spec: Option<PathBuf>,
     /// Override a spec value: `a.b=v` (must exist), `+a.b=v` (add), `~a.b` (delete). Repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -61,39 +73,6 @@ impl Stage {
     }
 }
 
-/// indicatif bars for the library's progress reports (hidden when stderr is not a terminal).
-#[derive(Default)]
-struct Bars(Mutex<Option<ProgressBar>>);
-
-impl Progress for Bars {
-    fn start(&self, label: &str, total: u64) {
-        let bar = ProgressBar::new(total).with_prefix(label.to_owned());
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{msg:>24} [{bar:30}] {pos}/{len} clips ({per_sec}, eta {eta})",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        *self.0.lock().expect("not poisoned") = Some(bar);
-    }
-    fn advance(&self, n: u64) {
-        if let Some(bar) = self.0.lock().expect("not poisoned").as_ref() {
-            bar.inc(n);
-        }
-    }
-    fn finish(&self) {
-        if let Some(bar) = self.0.lock().expect("not poisoned").take() {
-            bar.finish_and_clear();
-        }
-    }
-    fn message(&self, status: &str) {
-        if let Some(bar) = self.0.lock().expect("not poisoned").as_ref() {
-            bar.set_message(status.to_owned());
-        }
-    }
-}
-
 fn main() -> ExitCode {
     slicer::allocator::keep_freed_buffers();
     tracing_subscriber::fmt()
@@ -112,7 +91,14 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let loaded = LoadedSpec::load(&cli.spec, &cli.set)?;
+    if let Some(command) = cli.command {
+        return tools::run(command, &Bars::default());
+    }
+    let spec_path = cli
+        .spec
+        .clone()
+        .expect("clap requires SPEC without a subcommand");
+    let loaded = LoadedSpec::load(&spec_path, &cli.set)?;
     if cli.print_config {
         print!("{}", loaded.resolved_yaml());
         return Ok(());
