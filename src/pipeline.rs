@@ -13,11 +13,13 @@ use crate::checkpoint;
 use crate::data::{load_clips, pretrain_clips, ClipAudio, Split, Task};
 use crate::error::{Error, Result};
 use crate::eval::{
-    bag_of_frames, embed_spectrograms, encoder_hash, finetune_scores, linear_scores, EncoderChoice,
-    FinetuneData, InputNormalization, ProbeInputs, ProbeSet, Protocol, ScoreContext, Weights,
+    bag_of_frames, embed_spectrograms, encoder_hash, finetune_scores, linear_scores,
+    BuiltinEncoder, EncoderChoice, FinetuneData, InputNormalization, ProbeInputs, ProbeSet,
+    Protocol, ScoreContext,
 };
 use crate::features::{LogMelFrontend, NormStats, NormalizationConfig};
 use crate::model::Encoder;
+use crate::pretrained::PretrainedEncoder;
 use crate::progress::Progress;
 use crate::results::ScoreRow;
 use crate::spec::ExperimentSpec;
@@ -185,6 +187,8 @@ pub struct NamedEncoder {
     pub name: String,
     /// The frozen encoder.
     pub encoder: Encoder,
+    /// The pre-training statistics that came with its weights, if any.
+    pub own_norm: Option<NormStats>,
 }
 
 fn tensor_err(e: candle_core::Error) -> Error {
@@ -192,41 +196,59 @@ fn tensor_err(e: candle_core::Error) -> Error {
 }
 
 /// The encoders `spec.eval.encoders` names: the run's newest checkpoint (student or teacher
-/// per `eval.weights`) and the seeded initial weights.
+/// per `eval.weights`), the seeded initial weights, and external weights.
 pub fn encoders_to_evaluate(spec: &ExperimentSpec, run_dir: &Path) -> Result<Vec<NamedEncoder>> {
     let device = Device::Cpu;
     spec.eval
         .encoders
         .iter()
         .map(|choice| {
-            let net = initial_network(spec, &device).map_err(tensor_err)?;
-            if *choice == EncoderChoice::Pretrained {
-                let root = run_dir.join("checkpoints");
-                let latest = checkpoint::list(&root)?.pop().ok_or_else(|| Error::Dataset {
-                    path: root.clone(),
-                    message: "no checkpoint to evaluate; pre-train first (--stage pretrain) or drop `pretrained` from eval.encoders".into(),
-                })?;
-                let (_, tensors) = checkpoint::load(&latest, &device)?;
-                let state = match spec.eval.weights {
-                    Weights::Student => &tensors.student,
-                    Weights::Teacher => &tensors.teacher,
-                };
-                net.load_state(state).map_err(|e| {
-                    Error::Invalid(format!("{}: {e}", latest.display()))
-                })?;
-                tracing::info!("evaluating {:?} weights of {}", spec.eval.weights, latest.display());
-            }
+            let (encoder, own_norm) = match choice {
+                EncoderChoice::Builtin(BuiltinEncoder::RandomInit) => {
+                    (initial_network(spec, &device).map_err(tensor_err)?.encoder, None)
+                }
+                EncoderChoice::Builtin(BuiltinEncoder::Pretrained) => {
+                    let root = run_dir.join("checkpoints");
+                    if checkpoint::list(&root)?.is_empty() {
+                        return Err(Error::Dataset {
+                            path: root,
+                            message: "no checkpoint to evaluate; pre-train first (--stage pretrain) or drop `pretrained` from eval.encoders".into(),
+                        });
+                    }
+                    let model = PretrainedEncoder::from_run(run_dir, spec.eval.weights)?;
+                    tracing::info!("evaluating {}", model.config.source);
+                    (model.encoder, model.config.normalization)
+                }
+                EncoderChoice::External { external } => {
+                    let source = &external.source;
+                    let model = PretrainedEncoder::load(source, spec.eval.weights)?;
+                    if model.config.frontend.n_mels != spec.frontend.n_mels {
+                        return Err(Error::Invalid(format!(
+                            "eval.encoders: {source} takes {} mel bands, this spec's front end makes {}; set frontend.n_mels to match",
+                            model.config.frontend.n_mels, spec.frontend.n_mels
+                        )));
+                    }
+                    if model.config.frontend != spec.frontend {
+                        tracing::warn!("{source} was trained with another front end than this spec's; it is evaluated on this spec's log-mels");
+                    }
+                    (model.encoder, model.config.normalization)
+                }
+            };
             Ok(NamedEncoder {
                 name: choice.name().to_owned(),
-                encoder: net.encoder,
+                encoder,
+                own_norm,
             })
         })
         .collect()
 }
 
 /// The scalar statistics applied to a task's log-mels before an encoder.
+/// With `pretrain`, the encoder's own statistics when its weights brought them (external
+/// weights), else the run's.
 fn input_norm(
     spec: &ExperimentSpec,
+    encoder: &NamedEncoder,
     features: &TaskFeatures,
     pretrain_norm: &NormStats,
 ) -> Result<NormStats> {
@@ -234,7 +256,7 @@ fn input_norm(
         InputNormalization::TaskTrain => {
             NormStats::from_spectrograms(&features.splits[0].spectrograms)?
         }
-        InputNormalization::Pretrain => *pretrain_norm,
+        InputNormalization::Pretrain => encoder.own_norm.unwrap_or(*pretrain_norm),
     })
 }
 
@@ -251,7 +273,7 @@ pub fn task_embeddings(
     cache: &EmbeddingCache,
     progress: &dyn Progress,
 ) -> Result<TaskEmbeddings> {
-    let norm = input_norm(spec, features, pretrain_norm)?;
+    let norm = input_norm(spec, encoder, features, pretrain_norm)?;
     let hash = encoder_hash(&encoder.encoder)?;
     let settings = (norm.mean, norm.std, spec.eval.pooling);
     let mut sets: Vec<(Vec<f32>, Vec<usize>)> = Vec::new();
@@ -314,7 +336,7 @@ pub fn finetune_task_scores(
         spectrograms: [&train.spectrograms, &valid.spectrograms, &test.spectrograms],
         labels: [&train.labels, &valid.labels, &test.labels],
         classes: train.classes.len(),
-        norm: input_norm(spec, features, pretrain_norm)?,
+        norm: input_norm(spec, encoder, features, pretrain_norm)?,
         pooling: spec.eval.pooling,
     };
     let inputs = ProbeInputs {

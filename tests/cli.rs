@@ -207,4 +207,24 @@ fn convert_then_embed_reports_bad_files_and_needs_statistics() {
     let rows = slicer::results::read_embeddings(&out).unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].embedding.len(), 64);
+
+    // The converted model as an external row of an experiment, next to nothing else.
+    let root = format!("output.root={}", dir.path().display());
+    let encoders = format!(
+        "eval.encoders=[{{external: {{source: {}, name: byola_fixture}}}}]",
+        model.display()
+    );
+    let (ok, stdout, stderr) = experiment(&[
+        "experiments/smoke.yaml",
+        "--set",
+        &root,
+        "--set",
+        &encoders,
+        "--set",
+        "eval.floor=false",
+        "--stage",
+        "probe",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("| byola_fixture | smoke ("), "{stdout}");
 }

@@ -5,10 +5,24 @@ use serde::{Deserialize, Serialize};
 use super::embed::Pooling;
 use crate::spec::Problem;
 
-/// An encoder row of the results table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// An encoder row of the results table: `pretrained`, `random_init`, or
+/// `{external: {source: ..., name: ...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
 pub enum EncoderChoice {
+    /// One of the run's own encoders.
+    Builtin(BuiltinEncoder),
+    /// Weights from elsewhere, evaluated with the same protocol.
+    External {
+        /// Where they are and what to call them.
+        external: ExternalEncoder,
+    },
+}
+
+/// The run's own encoders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuiltinEncoder {
     /// The run's pre-trained encoder (from its newest checkpoint).
     Pretrained,
     /// The same architecture with the run's seeded initial weights and no training: the
@@ -16,12 +30,29 @@ pub enum EncoderChoice {
     RandomInit,
 }
 
+/// External weights: a Hub id (`org/name[@revision]`), an exported folder, a run folder,
+/// or a BYOL-A `.pth` / LAPE `.ckpt` file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalEncoder {
+    /// Where the weights are.
+    pub source: String,
+    /// The row name in the tables.
+    pub name: String,
+}
+
 impl EncoderChoice {
+    /// The run's pre-trained encoder.
+    pub const PRETRAINED: EncoderChoice = EncoderChoice::Builtin(BuiltinEncoder::Pretrained);
+    /// The seeded initial weights.
+    pub const RANDOM_INIT: EncoderChoice = EncoderChoice::Builtin(BuiltinEncoder::RandomInit);
+
     /// The name used in score tables.
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &str {
         match self {
-            EncoderChoice::Pretrained => "slicer",
-            EncoderChoice::RandomInit => "random_init",
+            EncoderChoice::Builtin(BuiltinEncoder::Pretrained) => "slicer",
+            EncoderChoice::Builtin(BuiltinEncoder::RandomInit) => "random_init",
+            EncoderChoice::External { external } => &external.name,
         }
     }
 }
@@ -67,7 +98,7 @@ pub struct EvalConfig {
 impl Default for EvalConfig {
     fn default() -> Self {
         Self {
-            encoders: vec![EncoderChoice::Pretrained, EncoderChoice::RandomInit],
+            encoders: vec![EncoderChoice::PRETRAINED, EncoderChoice::RANDOM_INIT],
             floor: true,
             weights: Weights::Student,
             pooling: Pooling::MaxMean,
@@ -83,11 +114,11 @@ impl EvalConfig {
         let mut p =
             Problem::zero_counts(&[("batch_size", self.batch_size as u64, "64 fits any CPU")]);
         for (i, e) in self.encoders.iter().enumerate() {
-            if self.encoders[..i].contains(e) {
+            if self.encoders[..i].iter().any(|o| o.name() == e.name()) {
                 p.push(Problem::new(
                     format!("encoders.{i}"),
-                    format!("`{}` is listed twice", e.name()),
-                    "list each encoder once",
+                    format!("two encoders are called `{}`", e.name()),
+                    "list each encoder once, with its own name",
                 ));
             }
         }

@@ -9,7 +9,9 @@ mod probe;
 mod scoring;
 mod summary;
 
-pub use config::{EncoderChoice, EvalConfig, InputNormalization, Weights};
+pub use config::{
+    BuiltinEncoder, EncoderChoice, EvalConfig, ExternalEncoder, InputNormalization, Weights,
+};
 pub use embed::{embed_frames, embed_spectrograms, encoder_hash, Pooling};
 pub use finetune::{finetune, FinetuneData};
 pub use floor::bag_of_frames;

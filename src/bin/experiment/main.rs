@@ -107,7 +107,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.stage == Stage::Summary {
         return summary(&spec.output.root);
     }
-    let needs_checkpoint = spec.eval.encoders.contains(&EncoderChoice::Pretrained);
+    let needs_checkpoint = spec.eval.encoders.contains(&EncoderChoice::PRETRAINED);
     if matches!(cli.stage, Stage::Embed | Stage::Probe) && needs_checkpoint && cli.resume.is_none()
     {
         anyhow::bail!(
