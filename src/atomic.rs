@@ -17,8 +17,12 @@ pub fn write_with(
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
+    // Results are for sharing: rw-r--r-- rather than tempfile's private 0600.
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".tmp-");
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    let mut tmp = builder
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, e))?;
     {
@@ -45,6 +49,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("table.json");
         write(&path, b"old").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o644, "shareable, not tempfile's 0600");
+        }
         let failed = write_with(&path, |_| Err(std::io::Error::other("simulated full disk")));
         assert!(failed.unwrap_err().to_string().contains("table.json"));
         assert_eq!(std::fs::read(&path).unwrap(), b"old");
