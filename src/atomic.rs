@@ -22,9 +22,7 @@ pub fn write_with(
     builder.prefix(".tmp-");
     #[cfg(unix)]
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
-    let mut tmp = builder
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
+    let mut tmp = builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
     {
         let mut writer = std::io::BufWriter::new(tmp.as_file_mut());
         fill(&mut writer).map_err(|e| Error::io(path, e))?;
