@@ -3,6 +3,7 @@
 # .tools/ (evcxr_jupyter from crates.io, nbconvert into a Python venv) on first use.
 #   notebooks/run.sh            execute into .tools/nbout/ (a check: fails if a cell fails)
 #   notebooks/run.sh --inplace  execute and save the outputs into the notebooks themselves
+#   notebooks/run.sh [--inplace] notebooks/02_lape_tables.ipynb ...   only these
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -26,11 +27,14 @@ mkdir -p "$EVCXR_TMPDIR"
 evcxr_jupyter --install >/dev/null
 if [ "${1:-}" = "--inplace" ]; then
   target=(--inplace)
+  shift
 else
   mkdir -p "$tools/nbout"
   target=(--output-dir "$tools/nbout")
 fi
-for nb in notebooks/*.ipynb; do
+notebooks=("$@")
+[ ${#notebooks[@]} -gt 0 ] || notebooks=(notebooks/*.ipynb)
+for nb in "${notebooks[@]}"; do
   echo "== $nb"
   start=$(date +%s)
   (cd notebooks && jupyter nbconvert --to notebook --execute "$(basename "$nb")" "${target[@]}" \
