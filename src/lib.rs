@@ -11,8 +11,10 @@
 //! (run folders and provenance), driven by a typed experiment [`spec`]; [`pipeline`] strings
 //! the stages together. [`data`] also holds the registry of LAPE datasets and their loaders.
 //!
-//! Not built yet: the Hub loaders, the baselines and the CUDA path (see the README's status
-//! section).
+//! Saved models: [`pretrained`] (exported folders, the Hub through [`hub`], runs, PyTorch
+//! checkpoints), [`export`] (Hub-ready folders) and [`embedder`] (audio to embeddings).
+//!
+//! Not built yet: the baselines and the CUDA path (see the README's status section).
 
 pub mod allocator;
 pub mod atomic;

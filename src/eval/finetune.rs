@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use rand::seq::SliceRandom;
 
 use super::embed::Pooling;
-use super::probe::{ProbeConfig, ProbeOutcome};
+use super::probe::{EpochSelection, ProbeConfig, ProbeOutcome};
 use crate::error::{Error, Result};
 use crate::features::{LogMelSpectrogram, NormStats};
 use crate::model::{Dropout, Encoder, Linear};
@@ -96,8 +96,7 @@ pub fn finetune(
     let train = (data.spectrograms[0], data.labels[0]);
     let mut order: Vec<usize> = (0..train.1.len()).collect();
     let mut dropout_rng = crate::rng::stream(seed, "finetune/dropout");
-    let mut best: Option<ProbeOutcome> = None;
-    let mut max_test = (0.0, 0);
+    let mut selection = EpochSelection::new(seed);
     progress.start("fine-tune", cfg.finetune_epochs as u64);
     for epoch in 1..=cfg.finetune_epochs {
         order.shuffle(&mut rng);
@@ -125,28 +124,15 @@ pub fn finetune(
                 .step(&params, &grads, cfg.lr)
                 .map_err(tensor_err)?;
         }
-        let (acc_tr, acc_va, acc_te) = (accuracy(0)?, accuracy(1)?, accuracy(2)?);
-        if acc_te > max_test.0 {
-            max_test = (acc_te, epoch);
-        }
-        if best.as_ref().is_none_or(|b| acc_va > b.valid_accuracy) {
-            best = Some(ProbeOutcome {
-                seed,
-                best_epoch: epoch,
-                train_accuracy: acc_tr,
-                valid_accuracy: acc_va,
-                test_accuracy: acc_te,
-                max_test_accuracy: 0.0,
-                max_test_epoch: 0,
-            });
-        }
+        let acc_va = accuracy(1)?;
+        selection.record(epoch, accuracy(0)?, acc_va, accuracy(2)?);
         progress.message(&format!("epoch {epoch}: valid {acc_va:.3}"));
         progress.advance(1);
     }
     progress.finish();
-    let mut best = best.ok_or_else(|| Error::Invalid("fine-tuning: no epoch ran".into()))?;
-    (best.max_test_accuracy, best.max_test_epoch) = max_test;
-    Ok(best)
+    selection
+        .finish()
+        .ok_or_else(|| Error::Invalid("fine-tuning: no epoch ran".into()))
 }
 
 #[cfg(test)]

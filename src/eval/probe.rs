@@ -162,37 +162,65 @@ pub fn linear_probe(
     let mut model = Linear::new(dim, n_classes, &mut rng);
     let mut adam = Adam::new(model.params.len(), cfg.lr);
     let mut order: Vec<usize> = (0..train.y.len()).collect();
-    let mut best: Option<ProbeOutcome> = None;
-    let mut max_test = (0.0, 0);
+    let mut selection = EpochSelection::new(seed);
     for epoch in 1..=cfg.epochs {
         order.shuffle(&mut rng);
         for batch in order.chunks(cfg.batch_size) {
             let grad = model.gradient(&xtr, train.y, batch);
             adam.step(&mut model.params, &grad);
         }
-        let (acc_tr, acc_va, acc_te) = (
+        selection.record(
+            epoch,
             model.accuracy(&xtr, train.y),
             model.accuracy(&xva, valid.y),
             model.accuracy(&xte, test.y),
         );
-        if acc_te > max_test.0 {
-            max_test = (acc_te, epoch);
+    }
+    Ok(selection.finish().expect("at least one epoch"))
+}
+
+/// Model selection over epochs: the epoch with the best validation accuracy (the earliest on
+/// ties) and, for LAPE's protocol, the best test accuracy over epochs.
+pub(crate) struct EpochSelection {
+    seed: u64,
+    best: Option<ProbeOutcome>,
+    max_test: (f64, usize),
+}
+
+impl EpochSelection {
+    /// No epoch seen yet.
+    pub(crate) fn new(seed: u64) -> Self {
+        Self {
+            seed,
+            best: None,
+            max_test: (0.0, 0),
         }
-        if best.as_ref().is_none_or(|b| acc_va > b.valid_accuracy) {
-            best = Some(ProbeOutcome {
-                seed,
+    }
+
+    /// Records the accuracies after `epoch` (1-based).
+    pub(crate) fn record(&mut self, epoch: usize, train: f64, valid: f64, test: f64) {
+        if test > self.max_test.0 {
+            self.max_test = (test, epoch);
+        }
+        if self.best.as_ref().is_none_or(|b| valid > b.valid_accuracy) {
+            self.best = Some(ProbeOutcome {
+                seed: self.seed,
                 best_epoch: epoch,
-                train_accuracy: acc_tr,
-                valid_accuracy: acc_va,
-                test_accuracy: acc_te,
+                train_accuracy: train,
+                valid_accuracy: valid,
+                test_accuracy: test,
                 max_test_accuracy: 0.0,
                 max_test_epoch: 0,
             });
         }
     }
-    let mut best = best.expect("at least one epoch");
-    (best.max_test_accuracy, best.max_test_epoch) = max_test;
-    Ok(best)
+
+    /// The selected epoch's outcome; `None` if no epoch was recorded.
+    pub(crate) fn finish(self) -> Option<ProbeOutcome> {
+        let mut best = self.best?;
+        (best.max_test_accuracy, best.max_test_epoch) = self.max_test;
+        Some(best)
+    }
 }
 
 /// Per-dimension mean and std of the training split.

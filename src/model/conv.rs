@@ -146,37 +146,17 @@ impl CustomOp2 for Conv3x3Op {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{Device, Tensor, Var};
-    use rand::Rng;
+    use crate::model::testing::{max_diff, random};
+    use candle_core::Var;
 
     use super::Conv3x3Op;
-
-    fn random(shape: &[usize], seed: u64) -> Tensor {
-        let mut rng = crate::rng::stream(seed, "conv");
-        let n = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    }
 
     /// Output, input gradient and weight gradient agree with candle's conv2d.
     #[test]
     fn matches_candle_conv2d() {
-        let x = Var::from_tensor(&random(&[3, 4, 5, 7], 1)).unwrap();
-        let w = Var::from_tensor(&random(&[6, 4, 3, 3], 2)).unwrap();
-        let upstream = random(&[3, 6, 5, 7], 3);
+        let x = Var::from_tensor(&random(&[3, 4, 5, 7], 1.0, 1)).unwrap();
+        let w = Var::from_tensor(&random(&[6, 4, 3, 3], 1.0, 2)).unwrap();
+        let upstream = random(&[3, 6, 5, 7], 1.0, 3);
         let ours = x.apply_op2(&w, Conv3x3Op).unwrap();
         let reference = x.conv2d(&w, 1, 1, 1, 1).unwrap();
         assert!(max_diff(&ours, &reference) < 1e-5);

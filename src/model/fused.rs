@@ -268,31 +268,11 @@ impl CustomOp3 for BnReluPool {
 
 #[cfg(test)]
 mod tests {
+    use crate::model::testing::{max_diff, random};
     use candle_core::{Device, Tensor, Var};
-    use rand::Rng;
 
     use crate::model::encoder::max_pool_2x2;
     use crate::model::BatchNorm2d;
-
-    fn random(shape: &[usize], seed: u64) -> Tensor {
-        let mut rng = crate::rng::stream(seed, "fused");
-        let n = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| rng.random_range(-2.0..2.0)).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    }
 
     /// Same outputs, gradients and running statistics as BatchNorm2d::forward + relu +
     /// max_pool_2x2, in train and eval mode, with odd sizes and a negative scale.
@@ -318,8 +298,8 @@ mod tests {
                     .set(&Tensor::new(&[1.3f32, 0.8, 2.0], &device).unwrap())
                     .unwrap();
             }
-            let x = Var::from_tensor(&random(&[4, 3, 7, 9], 1)).unwrap();
-            let upstream = random(&[4, 3, 3, 4], 2);
+            let x = Var::from_tensor(&random(&[4, 3, 7, 9], 2.0, 1)).unwrap();
+            let upstream = random(&[4, 3, 3, 4], 2.0, 2);
             let a = fused.forward_relu_pool(&x, train).unwrap();
             let b = max_pool_2x2(&composed.forward(&x, train).unwrap().relu().unwrap()).unwrap();
             assert!(max_diff(&a, &b) < 1e-5, "forward, train={train}");

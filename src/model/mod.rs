@@ -7,6 +7,8 @@ mod fused;
 mod layers;
 mod queue;
 mod slicer;
+#[cfg(test)]
+mod testing;
 
 pub use encoder::{pool_max_mean, ConvBlock, Encoder, CHANNELS};
 pub use layers::{BatchNorm2d, Conv3x3, Dropout, Linear};
