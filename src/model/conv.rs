@@ -73,13 +73,19 @@ fn col2im(col: &[f32], [b, c, h, w]: [usize; 4]) -> Vec<f32> {
     x
 }
 
-fn f32_data<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+/// The contiguous f32 data of a custom op's CPU argument, or an error naming op and argument.
+pub(super) fn f32_data<'a>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    op: &str,
+    what: &str,
+) -> Result<&'a [f32]> {
     let CpuStorage::F32(data) = s else {
-        candle_core::bail!("conv3x3: {what} must be f32");
+        candle_core::bail!("{op}: {what} must be f32");
     };
     match l.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("conv3x3: {what} must be contiguous"),
+        None => candle_core::bail!("{op}: {what} must be contiguous"),
     }
 }
 
@@ -104,8 +110,8 @@ impl CustomOp2 for Conv3x3Op {
                 l1.shape()
             );
         }
-        let x = f32_data(s1, l1, "input")?;
-        let weight = f32_data(s2, l2, "weight")?;
+        let x = f32_data(s1, l1, self.name(), "input")?;
+        let weight = f32_data(s2, l2, self.name(), "weight")?;
         let device = candle_core::Device::Cpu;
         let col = Tensor::from_vec(im2col(x, [b, c, h, w]), (b, c * 9, h * w), &device)?;
         let wm = Tensor::from_slice(weight, (1, o, c * 9), &device)?;

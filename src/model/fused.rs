@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::conv::f32_data;
+
 /// Where the normalisation statistics come from.
 #[derive(Debug, Clone)]
 pub enum BnStats {
@@ -97,17 +99,6 @@ impl BnReluPool {
     }
 }
 
-/// Contiguous f32 data of a CPU storage, or an error naming the op.
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(data) = s else {
-        candle_core::bail!("bn_relu_pool: {what} must be f32");
-    };
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("bn_relu_pool: {what} must be contiguous"),
-    }
-}
-
 fn dims4(l: &Layout) -> Result<[usize; 4]> {
     let (b, c, h, w) = l.shape().dims4()?;
     Ok([b, c, h, w])
@@ -147,8 +138,9 @@ impl CustomOp3 for BnReluPool {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous(s1, l1, "input")?;
-        let (gamma, beta) = (contiguous(s2, l2, "weight")?, contiguous(s3, l3, "bias")?);
+        let arg = |s, l, what| f32_data(s, l, self.name(), what);
+        let x = arg(s1, l1, "input")?;
+        let (gamma, beta) = (arg(s2, l2, "weight")?, arg(s3, l3, "bias")?);
         let dims @ [b, c, h, w] = dims4(l1)?;
         let (h2, w2) = (h / 2, w / 2);
         let stats = self.channel_stats(x, dims);
