@@ -122,11 +122,17 @@ impl Embedder {
         let rate = self.model.config.frontend.sample_rate;
         let mut results = Vec::with_capacity(paths.len());
         for chunk in paths.chunks(self.batch_size) {
-            let loaded: Vec<Result<Vec<f32>>> =
-                chunk.iter().map(|p| crate::audio::load(p, rate)).collect();
-            let good: Vec<Vec<f32>> = loaded
+            // Decoded clips move into `good`; `failed` keeps each file's load error in order.
+            let mut good = Vec::with_capacity(chunk.len());
+            let failed: Vec<Option<Error>> = chunk
                 .iter()
-                .filter_map(|r| r.as_ref().ok().cloned())
+                .map(|p| match crate::audio::load(p, rate) {
+                    Ok(samples) => {
+                        good.push(samples);
+                        None
+                    }
+                    Err(e) => Some(e),
+                })
                 .collect();
             let mut embedded = match self.embed_batch(&good) {
                 Ok(e) => e.into_iter(),
@@ -137,8 +143,11 @@ impl Embedder {
                     continue;
                 }
             };
-            for r in loaded {
-                results.push(r.map(|_| embedded.next().expect("one result per loaded clip")));
+            for error in failed {
+                results.push(match error {
+                    Some(e) => Err(e),
+                    None => Ok(embedded.next().expect("one result per loaded clip")),
+                });
             }
             progress.advance(chunk.len() as u64);
         }

@@ -86,6 +86,11 @@ impl Error {
         }
     }
 
+    /// A failed tensor operation (shape mismatch, unsupported op, ...).
+    pub(crate) fn tensor(e: candle_core::Error) -> Self {
+        Error::Invalid(format!("tensor operation failed: {e}"))
+    }
+
     /// An audio error on `path`.
     pub fn audio(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Audio {

@@ -191,10 +191,6 @@ pub struct NamedEncoder {
     pub own_norm: Option<NormStats>,
 }
 
-fn tensor_err(e: candle_core::Error) -> Error {
-    Error::Invalid(format!("tensor operation failed: {e}"))
-}
-
 /// The encoders `spec.eval.encoders` names: the run's newest checkpoint (student or teacher
 /// per `eval.weights`), the seeded initial weights, and external weights.
 pub fn encoders_to_evaluate(spec: &ExperimentSpec, run_dir: &Path) -> Result<Vec<NamedEncoder>> {
@@ -205,7 +201,7 @@ pub fn encoders_to_evaluate(spec: &ExperimentSpec, run_dir: &Path) -> Result<Vec
         .map(|choice| {
             let (encoder, own_norm) = match choice {
                 EncoderChoice::Builtin(BuiltinEncoder::RandomInit) => {
-                    (initial_network(spec, &device).map_err(tensor_err)?.encoder, None)
+                    (initial_network(spec, &device).map_err(Error::tensor)?.encoder, None)
                 }
                 EncoderChoice::Builtin(BuiltinEncoder::Pretrained) => {
                     let root = run_dir.join("checkpoints");

@@ -32,10 +32,6 @@ pub struct Pretrained {
     pub metrics: Vec<MetricRow>,
 }
 
-fn candle(e: candle_core::Error) -> Error {
-    Error::Invalid(format!("tensor operation failed: {e}"))
-}
-
 /// The student before its first step: every weight drawn from the spec's seed. Evaluated
 /// as is, it is the `random_init` row of the results table.
 pub fn initial_network(spec: &ExperimentSpec, device: &Device) -> candle_core::Result<SlicerNet> {
@@ -85,17 +81,17 @@ pub fn pretrain(
         None => None,
     };
 
-    let student = initial_network(spec, &device).map_err(candle)?;
+    let student = initial_network(spec, &device).map_err(Error::tensor)?;
     let teacher = student
         .duplicate(&spec.model, n_mels, &device)
-        .map_err(candle)?;
+        .map_err(Error::tensor)?;
     let mut queue = KeyQueue::new(
         spec.model.instance_dim,
         spec.objective.queue_size,
         &mut stream(spec.seed, "queue/init"),
         &device,
     )
-    .map_err(candle)?;
+    .map_err(Error::tensor)?;
     let params: Vec<Var> = student.named_params().into_iter().map(|(_, v)| v).collect();
     let mut optimizer = Optimizer::new(spec.optimizer.clone(), params.len());
     let ckpt_root = run_dir.join("checkpoints");
@@ -120,11 +116,15 @@ pub fn pretrain(
                     &spec_hash[..8]
                 )));
             }
-            student.load_state(&tensors.student).map_err(candle)?;
-            teacher.load_state(&tensors.teacher).map_err(candle)?;
+            student
+                .load_state(&tensors.student)
+                .map_err(Error::tensor)?;
+            teacher
+                .load_state(&tensors.teacher)
+                .map_err(Error::tensor)?;
             optimizer
                 .load_state(saved.step, &tensors.optimizer)
-                .map_err(candle)?;
+                .map_err(Error::tensor)?;
             queue.keys = tensors.queue.get("keys").cloned().ok_or_else(|| {
                 Error::Invalid(format!("{}: queue has no keys", latest.display()))
             })?;
@@ -166,8 +166,8 @@ pub fn pretrain(
             break;
         }
         let shape = (cfg.batch_size, 1, n_mels, frames);
-        let x1 = Tensor::from_vec(batch.view1, shape, &device).map_err(candle)?;
-        let x2 = Tensor::from_vec(batch.view2, shape, &device).map_err(candle)?;
+        let x1 = Tensor::from_vec(batch.view1, shape, &device).map_err(Error::tensor)?;
+        let x2 = Tensor::from_vec(batch.view2, shape, &device).map_err(Error::tensor)?;
         let lr = spec.schedule.lr(spec.optimizer.lr(), state.step, total);
         let mut streams = dropout_streams(spec.seed, state.step);
         let dropout = StepDropout::sampled(&mut streams);
@@ -180,7 +180,7 @@ pub fn pretrain(
             &x2,
             dropout,
         )
-        .map_err(candle)?;
+        .map_err(Error::tensor)?;
         let l = result.losses;
         if !l.total.is_finite() {
             let kept = checkpoint::list(&ckpt_root)?
@@ -195,11 +195,13 @@ pub fn pretrain(
                 l.cluster
             )));
         }
-        optimizer.step(&params, &result.grads, lr).map_err(candle)?;
+        optimizer
+            .step(&params, &result.grads, lr)
+            .map_err(Error::tensor)?;
         if spec.objective.fidelity == Fidelity::Corrected {
             teacher
                 .ema_from(&student, spec.objective.ema_momentum)
-                .map_err(candle)?;
+                .map_err(Error::tensor)?;
         }
         let elapsed = last.elapsed().as_secs_f64();
         last = Instant::now();
@@ -216,7 +218,8 @@ pub fn pretrain(
             loss_instance_b: l.instance_b,
             loss_cluster: l.cluster,
             entropy_term: l.entropy,
-            cluster_usage_entropy: cluster_usage_entropy(&result.student[0].c).map_err(candle)?,
+            cluster_usage_entropy: cluster_usage_entropy(&result.student[0].c)
+                .map_err(Error::tensor)?,
             clips_per_s: cfg.batch_size as f64 / elapsed.max(1e-9),
         };
         progress.message(&format!(
@@ -227,8 +230,8 @@ pub fn pretrain(
         metrics.push(row);
         if state.step % cfg.checkpoint_every == 0 || state.step == total {
             let tensors = [
-                student.state().map_err(candle)?,
-                teacher.state().map_err(candle)?,
+                student.state().map_err(Error::tensor)?,
+                teacher.state().map_err(Error::tensor)?,
                 optimizer.state(),
                 vec![("keys".to_owned(), queue.keys.clone())],
             ];
