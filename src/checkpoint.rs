@@ -1,6 +1,7 @@
-//! Training checkpoints: `checkpoints/step-NNNNNNNN/` holding the student, the teacher, the
-//! optimiser state and the queue as safetensors, the metrics so far (`metrics.parquet`), and
-//! `state.json` (step, epoch, position, spec hash). A checkpoint is written into a temporary folder and renamed into place, so a
+//! Training checkpoints: `checkpoints/step-NNNNNNNN/` holding one safetensors file per part of
+//! the learner (`student.safetensors` always, with the encoder under `encoder.`; `teacher`,
+//! `queue` where the method has them) and `optimizer.safetensors`, the metrics so far
+//! (`metrics.parquet`), and `state.json` (step, epoch, position, spec hash). A checkpoint is written into a temporary folder and renamed into place, so a
 //! killed process leaves either a complete checkpoint or none; the newest `keep_last` are kept.
 
 use std::collections::HashMap;
@@ -24,34 +25,45 @@ pub struct TrainState {
     pub spec_hash: String,
     /// Master seed.
     pub seed: u64,
-    /// Queue write pointer.
-    pub queue_ptr: usize,
 }
 
-/// The tensors of a checkpoint, by file.
+/// The tensors of a checkpoint: file stem -> tensor name -> tensor.
 #[derive(Debug, Default)]
 pub struct CheckpointTensors {
-    /// Student state (parameters and BN buffers).
-    pub student: HashMap<String, Tensor>,
-    /// Teacher state.
-    pub teacher: HashMap<String, Tensor>,
-    /// Optimiser slots.
-    pub optimizer: HashMap<String, Tensor>,
-    /// `keys`: the queue.
-    pub queue: HashMap<String, Tensor>,
+    /// The checkpoint folder (for messages).
+    pub dir: PathBuf,
+    /// Every `*.safetensors` file of the folder, by stem.
+    pub files: HashMap<String, HashMap<String, Tensor>>,
 }
 
-const FILES: [&str; 4] = ["student", "teacher", "optimizer", "queue"];
+impl CheckpointTensors {
+    /// The tensors of `<stem>.safetensors`; an error naming the folder when it is absent.
+    pub fn file(&self, stem: &str) -> Result<&HashMap<String, Tensor>> {
+        self.files.get(stem).ok_or_else(|| {
+            let mut have: Vec<&str> = self.files.keys().map(String::as_str).collect();
+            have.sort();
+            Error::Invalid(format!(
+                "{}: no {stem}.safetensors (this checkpoint has {}); a method without a teacher or queue has none: evaluate its student",
+                self.dir.display(),
+                have.join(", ")
+            ))
+        })
+    }
+}
+
+/// Named tensors for one checkpoint file.
+pub type NamedTensors = Vec<(String, Tensor)>;
 
 fn candle_err(path: &Path) -> impl Fn(candle_core::Error) -> Error + '_ {
     move |e| Error::Invalid(format!("{}: {e}", path.display()))
 }
 
-/// Writes a checkpoint under `root` and prunes all but the newest `keep_last`.
+/// Writes a checkpoint under `root` (one safetensors file per `(stem, tensors)`) and prunes
+/// all but the newest `keep_last`.
 pub fn save(
     root: &Path,
     state: &TrainState,
-    tensors: [Vec<(String, Tensor)>; 4],
+    files: Vec<(&str, NamedTensors)>,
     metrics: &[crate::results::MetricRow],
     keep_last: usize,
 ) -> Result<PathBuf> {
@@ -61,7 +73,7 @@ pub fn save(
         .prefix(".tmp-step-")
         .tempdir_in(root)
         .map_err(|e| Error::io(root, e))?;
-    for (name, entries) in FILES.iter().zip(tensors) {
+    for (name, entries) in files {
         let path = tmp.path().join(format!("{name}.safetensors"));
         let map: HashMap<String, Tensor> = entries.into_iter().collect();
         candle_core::safetensors::save(&map, &path).map_err(candle_err(&path))?;
@@ -109,15 +121,21 @@ pub fn load(dir: &Path, device: &Device) -> Result<(TrainState, CheckpointTensor
     let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
     let state: TrainState = serde_json::from_str(&text)
         .map_err(|e| Error::Invalid(format!("{}: corrupt state: {e}", state_path.display())))?;
-    let read = |name: &str| -> Result<HashMap<String, Tensor>> {
-        let path = dir.join(format!("{name}.safetensors"));
-        candle_core::safetensors::load(&path, device).map_err(candle_err(&path))
+    let mut tensors = CheckpointTensors {
+        dir: dir.to_owned(),
+        files: HashMap::new(),
     };
-    let tensors = CheckpointTensors {
-        student: read("student")?,
-        teacher: read("teacher")?,
-        optimizer: read("optimizer")?,
-        queue: read("queue")?,
-    };
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let map = candle_core::safetensors::load(&path, device).map_err(candle_err(&path))?;
+            tensors.files.insert(stem, map);
+        }
+    }
+    tensors.file("student")?;
     Ok((state, tensors))
 }

@@ -6,7 +6,8 @@
 //! The modules follow the data flow: [`audio`] (decode, resample, window) →
 //! [`features`] (log-mel, normalisation) → [`data`] (corpora, tasks) → [`cache`] (feature
 //! cache) → [`augment`] (two views) → [`model`] (encoder, heads, queue) → [`loss`] →
-//! [`optim`] → [`train`] (step, data thread, loop) → [`checkpoint`] → [`eval`] (frozen
+//! [`optim`] → [`methods`] (SLICER and the baselines as learners) → [`train`] (step, data
+//! thread, loop) → [`checkpoint`] → [`eval`] (frozen
 //! embeddings, linear probe, fine-tuning, LAPE table) → [`results`] (Parquet) and [`run`]
 //! (run folders and provenance), driven by a typed experiment [`spec`]; [`pipeline`] strings
 //! the stages together. [`data`] also holds the registry of LAPE datasets and their loaders.
@@ -14,7 +15,8 @@
 //! Saved models: [`pretrained`] (exported folders, the Hub through [`hub`], runs, PyTorch
 //! checkpoints), [`export`] (Hub-ready folders) and [`embedder`] (audio to embeddings).
 //!
-//! Not built yet: the baselines and the CUDA path (see the README's status section).
+//! Suites ([`suite`]) run several specs (methods, ablations) with one command and build their
+//! comparison table. Not built yet: the CUDA path (see the README's status section).
 
 pub mod allocator;
 pub mod atomic;
@@ -30,6 +32,7 @@ pub mod export;
 pub mod features;
 pub mod hub;
 pub mod loss;
+pub mod methods;
 pub mod model;
 pub mod optim;
 pub mod pipeline;
@@ -39,6 +42,7 @@ pub mod results;
 pub mod rng;
 pub mod run;
 pub mod spec;
+pub mod suite;
 pub mod train;
 
 pub use error::{Error, Result};

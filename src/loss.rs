@@ -1,5 +1,6 @@
 //! SLICER's losses (SPEC 7): MoCo InfoNCE with a queue, the Contrastive-Clustering cluster
-//! loss with its optional entropy term, and NT-Xent (SimCLR) as an alternative instance loss.
+//! loss with its optional entropy term, and NT-Xent (SimCLR) as an alternative instance loss;
+//! and the baselines' losses (SPEC 11): BYOL's normalised MSE and DeLoRes' Barlow Twins.
 
 use candle_core::{DType, Result, Tensor, D};
 use candle_nn::ops::log_softmax;
@@ -69,6 +70,37 @@ pub fn nt_xent(z_i: &Tensor, z_j: &Tensor, tau: f64) -> Result<Tensor> {
     paired_contrastive(z_i, z_j, tau, 1e-12)
 }
 
+/// BYOL's regression loss per row: `2 - 2 cos(p, z)` between predictions `p` and targets
+/// `z` (`[B, D]`), as a `[B]` vector (SPEC 11.3).
+pub fn byol_loss(p: &Tensor, z: &Tensor) -> Result<Tensor> {
+    let cos = (l2_normalize(p)? * l2_normalize(z)?)?.sum(D::Minus1)?;
+    cos.affine(-2.0, 2.0)
+}
+
+/// BatchNorm without affine parameters over the batch (biased variance, eps 1e-5): the
+/// normalisation Barlow Twins applies to each view before the correlation.
+pub fn batch_standardize(z: &Tensor) -> Result<Tensor> {
+    let mean = z.mean_keepdim(0)?;
+    let centred = z.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(0)?;
+    centred.broadcast_div(&(var + 1e-5)?.sqrt()?)
+}
+
+/// DeLoRes' Barlow Twins loss as coded (SPEC 11.1): `C = BN(z1)^T BN(z2) / B`, then
+/// `weight * (sum_i (1 - C_ii)^2 + sum_{i != j} C_ij^2)`; `weight` is `lambda * scale`
+/// (5e-5 / 32 in DeLoRes), the same factor on both terms.
+pub fn barlow_twins(z1: &Tensor, z2: &Tensor, weight: f64) -> Result<Tensor> {
+    let b = z1.dim(0)? as f64;
+    let c = (batch_standardize(z1)?
+        .t()?
+        .matmul(&batch_standardize(z2)?)?
+        / b)?;
+    let dim = c.dim(0)?;
+    let eye = Tensor::eye(dim, c.dtype(), c.device())?;
+    // (1 - C_ii)^2 on the diagonal, C_ij^2 off it: (C - I)^2 everywhere.
+    (c - eye)?.sqr()?.sum_all()? * weight
+}
+
 /// Entropy (nats) of the mean cluster assignment of a batch: a collapse monitor (log M is
 /// uniform use, 0 is one cluster).
 pub fn cluster_usage_entropy(c: &Tensor) -> Result<f32> {
@@ -118,6 +150,42 @@ mod tests {
                 .to_scalar::<f32>()
                 .unwrap();
         assert!((with - 1.191479).abs() < 1e-5, "{with}");
+    }
+
+    #[test]
+    fn byol_loss_is_two_minus_twice_the_cosine() {
+        let p = t(&[&[1.0, 0.0], &[2.0, 0.0], &[1.0, 0.0]]);
+        let z = t(&[&[0.0, 3.0], &[5.0, 0.0], &[1.0, 1.0]]);
+        let loss = byol_loss(&p, &z).unwrap().to_vec1::<f32>().unwrap();
+        let expected = [2.0, 0.0, 2.0 - 2.0_f32.sqrt()];
+        for (got, want) in loss.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-6, "{loss:?}");
+        }
+    }
+
+    /// Columns standardise to (-1, 1) or (1, -1), so C = [[1, 1], [-1, -1]] (up to BN's eps):
+    /// on-diagonal (1-1)^2 + (1+1)^2 = 4, off-diagonal 1 + 1 = 2, times the weight.
+    #[test]
+    fn barlow_twins_hand_case() {
+        let z1 = t(&[&[1.0, 2.0], &[3.0, 0.0]]);
+        let z2 = t(&[&[0.0, 1.0], &[2.0, 5.0]]);
+        let weight = 5e-5 / 32.0;
+        let loss = barlow_twins(&z1, &z2, weight)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let expected = 6.0 * weight as f32;
+        assert!(
+            ((loss - expected) / expected).abs() < 1e-4,
+            "{loss} vs {expected}"
+        );
+        // Identical, decorrelated views give C = I: zero loss.
+        let z = t(&[&[1.0, 1.0], &[-1.0, 1.0], &[1.0, -1.0], &[-1.0, -1.0]]);
+        let zero = barlow_twins(&z, &z, 1.0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(zero.abs() < 1e-4, "{zero}");
     }
 
     #[test]

@@ -18,12 +18,12 @@ use crate::eval::{
     Protocol, ScoreContext,
 };
 use crate::features::{LogMelFrontend, NormStats, NormalizationConfig};
+use crate::methods::initial_encoder;
 use crate::model::Encoder;
 use crate::pretrained::PretrainedEncoder;
 use crate::progress::Progress;
 use crate::results::ScoreRow;
 use crate::spec::ExperimentSpec;
-use crate::train::initial_network;
 
 /// The train, valid and test features of one task.
 #[derive(Debug, Clone)]
@@ -200,10 +200,13 @@ pub fn encoders_to_evaluate(spec: &ExperimentSpec, run_dir: &Path) -> Result<Vec
         .iter()
         .map(|choice| {
             let (encoder, own_norm) = match choice {
-                EncoderChoice::Builtin(BuiltinEncoder::RandomInit) => {
-                    (initial_network(spec, &device).map_err(Error::tensor)?.encoder, None)
+                // `random_init`, and the "pre-trained" encoder of a method that trains nothing.
+                EncoderChoice::Builtin(builtin)
+                    if *builtin == BuiltinEncoder::RandomInit || !spec.method.pretrains() =>
+                {
+                    (initial_encoder(spec, &device).map_err(Error::tensor)?, None)
                 }
-                EncoderChoice::Builtin(BuiltinEncoder::Pretrained) => {
+                EncoderChoice::Builtin(_) => {
                     let root = run_dir.join("checkpoints");
                     if checkpoint::list(&root)?.is_empty() {
                         return Err(Error::Dataset {
@@ -231,7 +234,7 @@ pub fn encoders_to_evaluate(spec: &ExperimentSpec, run_dir: &Path) -> Result<Vec
                 }
             };
             Ok(NamedEncoder {
-                name: choice.name().to_owned(),
+                name: choice.name(spec.method).to_owned(),
                 encoder,
                 own_norm,
             })

@@ -180,13 +180,16 @@ impl PretrainedEncoder {
                 message: "no checkpoint in this run; pre-train it first".into(),
             })?;
         let (_, tensors) = crate::checkpoint::load(&latest, &Device::Cpu)?;
-        let state = match weights {
-            Weights::Student => tensors.student,
-            Weights::Teacher => tensors.teacher,
-        };
+        let state = tensors.file(match weights {
+            Weights::Student => "student",
+            Weights::Teacher => "teacher",
+        })?;
         let state: HashMap<String, Tensor> = state
-            .into_iter()
-            .filter_map(|(n, t)| n.strip_prefix("encoder.").map(|s| (s.to_owned(), t)))
+            .iter()
+            .filter_map(|(n, t)| {
+                n.strip_prefix("encoder.")
+                    .map(|s| (s.to_owned(), t.clone()))
+            })
             .collect();
         let norm_path = run_dir.join("norm_stats.json");
         let normalization = std::fs::read_to_string(&norm_path)

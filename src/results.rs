@@ -7,7 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// One pre-training step in `metrics.parquet`.
+/// One pre-training step in `metrics.parquet`. The loss slots are SLICER's; the baselines
+/// fill them as follows (unused slots are 0, and `cluster_usage_entropy` is NaN without a
+/// cluster head): BYOL-A puts its two directions in `loss_instance_a`/`_b`; DeLoRes-S its
+/// Barlow-Twins loss in `loss_instance_a`; DeLoRes-M its InfoNCE in `loss_instance_a` and the
+/// sum of its per-block Barlow-Twins losses in `loss_cluster`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricRow {
     /// Optimiser step (1-based: the step just taken).

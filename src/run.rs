@@ -122,6 +122,35 @@ impl RunDir {
         })
     }
 
+    /// The run folders under `<results_root>/runs` made by the spec hashing to `spec_hash`
+    /// (full hex), oldest first.
+    pub fn of_spec(results_root: &Path, spec_hash: &str) -> Result<Vec<Self>> {
+        let runs = results_root.join("runs");
+        let entries = match std::fs::read_dir(&runs) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(&runs, e)),
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("run.json").is_file())
+            .collect();
+        dirs.sort();
+        let mut out = Vec::new();
+        for dir in dirs {
+            let run = Self::open(&dir)?;
+            if run.read_json::<Provenance>("run.json")?.spec_hash == spec_hash {
+                out.push(run);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether every stage finished (the scores are written last).
+    pub fn is_scored(&self) -> bool {
+        self.file("scores.parquet").is_file()
+    }
+
     /// Reads a JSON file written by [`RunDir::write_json`].
     pub fn read_json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T> {
         let path = self.path.join(name);

@@ -84,7 +84,10 @@ fn smoke_run_pretrains_evaluates_and_summarises_and_stages_rerun_from_cache() {
     let root = format!("output.root={}", dir.path().display());
     let (ok, stdout, stderr) = experiment(&["experiments/smoke.yaml", "--set", &root]);
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("pre-training: 6 steps"), "{stdout}");
+    assert!(
+        stdout.contains("pre-training (slicer): 6 steps"),
+        "{stdout}"
+    );
     for row in [
         "| slicer | smoke (",
         "| random_init | smoke (",
@@ -227,4 +230,61 @@ fn convert_then_embed_reports_bad_files_and_needs_statistics() {
     ]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("| byola_fixture | smoke ("), "{stdout}");
+}
+
+#[test]
+fn a_suite_runs_each_member_once_and_tables_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("suite.yaml");
+    let smoke = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/smoke.yaml");
+    std::fs::write(
+        &suite,
+        format!(
+            "suite: tiny\nbase: {}\ncommon:\n  output: {{root: {}}}\n  eval: {{encoders: [pretrained], floor: false}}\n  train: {{epochs: 1}}\n  byol_a: {{hidden_dim: 16, projection_dim: 8}}\nmembers:\n  - {{name: slicer_no_cluster, objective: {{cluster_weight: 0.0}}}}\n  - {{name: byol_a, method: byol_a}}\n  - {{name: random_init, method: random_init, eval: {{floor: true}}}}\n",
+            smoke.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = experiment(&[suite.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let table = std::fs::read_to_string(dir.path().join("suites/tiny/lape_table.md")).unwrap();
+    for row in [
+        "| slicer | slicer_no_cluster (",
+        "| byol_a | byol_a (",
+        "| random_init | random_init (",
+        "| bag_of_frames | random_init (",
+    ] {
+        assert!(table.contains(row), "{row} missing from\n{table}\n{stdout}");
+    }
+    let (ok, stdout, stderr) = experiment(&[suite.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.matches("already finished").count(), 3, "{stdout}");
+
+    std::fs::write(
+        &suite,
+        format!(
+            "suite: bad\nbase: {}\nmembers:\n  - {{method: byol_a}}\n",
+            smoke.display()
+        ),
+    )
+    .unwrap();
+    let (ok, _, stderr) = experiment(&[suite.to_str().unwrap()]);
+    assert!(
+        !ok && stderr.contains("members.0") && stderr.contains("no `name`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_spec_inherits_its_base_and_overrides_it() {
+    let (ok, stdout, stderr) = experiment(&["experiments/methods/byol_a.yaml", "--print-config"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("name: byol_a")
+            && stdout.contains("method: byol_a")
+            && stdout.contains("kmix: null")
+            && stdout.contains("clips: 600"),
+        "{stdout}"
+    );
 }

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::embed::Pooling;
+use crate::methods::Method;
 use crate::spec::Problem;
 
 /// An encoder row of the results table: `pretrained`, `random_init`, or
@@ -47,10 +48,10 @@ impl EncoderChoice {
     /// The seeded initial weights.
     pub const RANDOM_INIT: EncoderChoice = EncoderChoice::Builtin(BuiltinEncoder::RandomInit);
 
-    /// The name used in score tables.
-    pub fn name(&self) -> &str {
+    /// The name used in score tables; the pre-trained encoder is named after its method.
+    pub fn name(&self, method: Method) -> &str {
         match self {
-            EncoderChoice::Builtin(BuiltinEncoder::Pretrained) => "slicer",
+            EncoderChoice::Builtin(BuiltinEncoder::Pretrained) => method.name(),
             EncoderChoice::Builtin(BuiltinEncoder::RandomInit) => "random_init",
             EncoderChoice::External { external } => &external.name,
         }
@@ -109,15 +110,18 @@ impl Default for EvalConfig {
 }
 
 impl EvalConfig {
-    /// Bad values, with keys relative to `eval`.
-    pub fn problems(&self) -> Vec<Problem> {
+    /// Bad values, with keys relative to `eval` (`method` names the pre-trained encoder).
+    pub fn problems(&self, method: Method) -> Vec<Problem> {
         let mut p =
             Problem::zero_counts(&[("batch_size", self.batch_size as u64, "64 fits any CPU")]);
         for (i, e) in self.encoders.iter().enumerate() {
-            if self.encoders[..i].iter().any(|o| o.name() == e.name()) {
+            if self.encoders[..i]
+                .iter()
+                .any(|o| o.name(method) == e.name(method))
+            {
                 p.push(Problem::new(
                     format!("encoders.{i}"),
-                    format!("two encoders are called `{}`", e.name()),
+                    format!("two encoders are called `{}`", e.name(method)),
                     "list each encoder once, with its own name",
                 ));
             }

@@ -56,7 +56,7 @@ pub fn finetune(
         .into_iter()
         .map(|(_, v)| v)
         .collect();
-    params.extend([head.weight.clone(), head.bias.clone()]);
+    params.extend(head.named_params("head").into_iter().map(|(_, v)| v));
     let adam = OptimizerConfig::Adamw {
         lr: cfg.lr,
         beta1: 0.9,

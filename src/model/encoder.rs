@@ -86,19 +86,29 @@ impl Encoder {
 
     /// `[B, 1, n_mels, T] -> [B, T/8, d]` frames.
     pub fn forward(&self, x: &Tensor, train: bool, dropout: &mut Dropout<'_>) -> Result<Tensor> {
-        let mut h = x.clone();
-        for block in &self.blocks {
-            h = block.forward(&h, train)?;
-        }
-        let (b, c, f, t) = h.dims4()?;
-        let frames = h.permute((0, 3, 2, 1))?.reshape((b, t, f * c))?;
+        Ok(self.forward_with_blocks(x, train, dropout)?.0)
+    }
+
+    /// The frames and each conv block's output (`[B, 64, n_mels/2^l, T/2^l]`, l = 1..3),
+    /// as `return_all_layers` gives DeLoRes-M (SPEC 11.2).
+    pub fn forward_with_blocks(
+        &self,
+        x: &Tensor,
+        train: bool,
+        dropout: &mut Dropout<'_>,
+    ) -> Result<(Tensor, [Tensor; 3])> {
+        let b1 = self.blocks[0].forward(x, train)?;
+        let b2 = self.blocks[1].forward(&b1, train)?;
+        let b3 = self.blocks[2].forward(&b2, train)?;
+        let (b, c, f, t) = b3.dims4()?;
+        let frames = b3.permute((0, 3, 2, 1))?.reshape((b, t, f * c))?;
         let hidden = self.fc0.forward(&frames)?.relu()?;
         let hidden = if train {
             dropout.apply(&hidden, self.dropout)?
         } else {
             hidden
         };
-        self.fc3.forward(&hidden)?.relu()
+        Ok((self.fc3.forward(&hidden)?.relu()?, [b1, b2, b3]))
     }
 
     /// Parameters in the fixture/checkpoint order, with their names under `prefix`.
@@ -112,8 +122,7 @@ impl Encoder {
             out.push((format!("{p}.1.bias"), block.bn.bias.clone()));
         }
         for (name, layer) in [("fc.0", &self.fc0), ("fc.3", &self.fc3)] {
-            out.push((format!("{prefix}{name}.weight"), layer.weight.clone()));
-            out.push((format!("{prefix}{name}.bias"), layer.bias.clone()));
+            out.extend(layer.named_params(&format!("{prefix}{name}")));
         }
         out
     }

@@ -17,13 +17,13 @@ fn uniform(shape: &[usize], bound: f32, rng: &mut impl Rng, device: &Device) -> 
     Var::from_tensor(&Tensor::from_vec(values, shape, device)?)
 }
 
-/// `y = x W^T + b` over the last dimension; weight `[out, in]`.
+/// `y = x W^T + b` over the last dimension; weight `[out, in]`, bias optional.
 #[derive(Debug, Clone)]
 pub struct Linear {
     /// `[out, in]`.
     pub weight: Var,
-    /// `[out]`.
-    pub bias: Var,
+    /// `[out]` (`None` for `bias=False` layers, as the DeLoRes projectors).
+    pub bias: Option<Var>,
 }
 
 impl Linear {
@@ -32,14 +32,42 @@ impl Linear {
         let bound = 1.0 / (inputs as f32).sqrt();
         Ok(Self {
             weight: uniform(&[outputs, inputs], bound, rng, device)?,
-            bias: uniform(&[outputs], bound, rng, device)?,
+            bias: Some(uniform(&[outputs], bound, rng, device)?),
+        })
+    }
+
+    /// A layer without bias (PyTorch's `bias=False`), weight initialised as in [`Linear::new`].
+    pub fn without_bias(
+        inputs: usize,
+        outputs: usize,
+        rng: &mut impl Rng,
+        device: &Device,
+    ) -> Result<Self> {
+        let bound = 1.0 / (inputs as f32).sqrt();
+        Ok(Self {
+            weight: uniform(&[outputs, inputs], bound, rng, device)?,
+            bias: None,
         })
     }
 
     /// Applies the layer to `[.., in]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.broadcast_matmul(&self.weight.t()?)?
-            .broadcast_add(&self.bias)
+        let y = x.broadcast_matmul(&self.weight.t()?)?;
+        match &self.bias {
+            Some(bias) => y.broadcast_add(bias),
+            None => Ok(y),
+        }
+    }
+
+    /// `name.weight` and (when present) `name.bias`.
+    pub fn named_params(&self, name: &str) -> Vec<(String, Var)> {
+        let mut out = vec![(format!("{name}.weight"), self.weight.clone())];
+        out.extend(
+            self.bias
+                .iter()
+                .map(|b| (format!("{name}.bias"), b.clone())),
+        );
+        out
     }
 }
 

@@ -5,12 +5,15 @@ mod conv;
 mod encoder;
 mod fused;
 mod layers;
+mod params;
 mod queue;
 mod slicer;
 #[cfg(test)]
 mod testing;
 
+pub(crate) use encoder::load_params;
 pub use encoder::{pool_max_mean, ConvBlock, Encoder, CHANNELS};
 pub use layers::{BatchNorm2d, Conv3x3, Dropout, Linear};
+pub use params::{copy_params, ema_update};
 pub use queue::KeyQueue;
 pub use slicer::{ModelConfig, SlicerNet, SlicerOutput};

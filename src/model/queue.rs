@@ -1,6 +1,8 @@
 //! The MoCo key queue (SPEC 6): `[dim, K]` unit columns written as a ring buffer.
 
-use candle_core::{Device, Result, Tensor};
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Result, Tensor};
 use rand_distr::{Distribution, StandardNormal};
 
 /// A ring buffer of L2-normalised keys, stored `[dim, K]` as in the official code.
@@ -51,6 +53,37 @@ impl KeyQueue {
             &keys.detach().t()?,
         )?;
         self.ptr = (self.ptr + b) % self.len();
+        Ok(())
+    }
+
+    /// `keys` and the write pointer `ptr` (an i64 scalar), for checkpoints.
+    pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(vec![
+            ("keys".to_owned(), self.keys.clone()),
+            (
+                "ptr".to_owned(),
+                Tensor::new(self.ptr as i64, self.keys.device())?,
+            ),
+        ])
+    }
+
+    /// Restores what [`KeyQueue::state`] saved; the shape must match.
+    pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        let get = |name: &str| {
+            state
+                .get(name)
+                .ok_or_else(|| candle_core::Error::Msg(format!("queue state has no `{name}`")))
+        };
+        let keys = get("keys")?;
+        if keys.dims() != self.keys.dims() {
+            candle_core::bail!(
+                "queue keys {:?} where the spec makes {:?}",
+                keys.dims(),
+                self.keys.dims()
+            );
+        }
+        self.keys = keys.to_device(self.keys.device())?;
+        self.ptr = get("ptr")?.to_dtype(DType::I64)?.to_scalar::<i64>()? as usize;
         Ok(())
     }
 }

@@ -136,8 +136,7 @@ impl SlicerNet {
             ("cluster_projector.0", &self.cluster_hidden),
             ("cluster_projector.2", &self.cluster_out),
         ] {
-            out.push((format!("{name}.weight"), layer.weight.clone()));
-            out.push((format!("{name}.bias"), layer.bias.clone()));
+            out.extend(layer.named_params(name));
         }
         out
     }
@@ -175,12 +174,6 @@ impl SlicerNet {
 
     /// EMA of the parameters: `self = m * self + (1 - m) * other` (buffers untouched).
     pub fn ema_from(&self, other: &SlicerNet, momentum: f64) -> Result<()> {
-        for ((_, mine), (_, theirs)) in self.named_params().iter().zip(other.named_params()) {
-            mine.set(
-                &((mine.as_tensor() * momentum)?
-                    + (theirs.as_tensor().detach() * (1.0 - momentum))?)?,
-            )?;
-        }
-        Ok(())
+        super::params::ema_update(&self.named_params(), &other.named_params(), momentum)
     }
 }

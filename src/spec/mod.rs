@@ -7,10 +7,12 @@
 //! (RUSTSEC-2025-0068); yaml_serde keeps serde_yaml's API, including the `Value` tree that
 //! `--set` edits.
 
+mod compose;
 mod error;
 mod locate;
 mod overrides;
 
+pub use compose::{merge, read_tree, resolve, take_base};
 pub use error::SpecError;
 pub use overrides::Override;
 
@@ -22,6 +24,7 @@ use crate::augment::AugmentConfig;
 use crate::data::DataConfig;
 use crate::eval::{EvalConfig, ProbeConfig};
 use crate::features::{FrontendConfig, NormalizationConfig};
+use crate::methods::{ByolAConfig, DeloresConfig, Method};
 use crate::model::ModelConfig;
 use crate::optim::{LrSchedule, OptimizerConfig};
 use crate::train::{ObjectiveConfig, TrainConfig};
@@ -39,6 +42,9 @@ pub struct ExperimentSpec {
     /// Master seed: every random stream of the run derives from it.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// Pre-training method: `slicer`, `byol_a`, `delores_s`, `delores_m` or `random_init`.
+    #[serde(default)]
+    pub method: Method,
     /// Log-mel front end (SPEC 2.3).
     #[serde(default)]
     pub frontend: FrontendConfig,
@@ -53,9 +59,16 @@ pub struct ExperimentSpec {
     /// Augmentations (SPEC 3).
     #[serde(default)]
     pub augment: AugmentConfig,
-    /// Losses, EMA, queue and fidelity (SPEC 6, 7).
+    /// Losses, EMA, queue and fidelity (SPEC 6, 7); DeLoRes-M takes its EMA momentum, queue
+    /// and temperature from here too.
     #[serde(default)]
     pub objective: ObjectiveConfig,
+    /// BYOL-A's heads and EMA (used when `method: byol_a`).
+    #[serde(default)]
+    pub byol_a: ByolAConfig,
+    /// DeLoRes' projectors and Barlow-Twins weight (used by `delores_s` and `delores_m`).
+    #[serde(default)]
+    pub delores: DeloresConfig,
     /// Optimiser (SPEC 8, 13).
     #[serde(default)]
     pub optimizer: OptimizerConfig,
@@ -173,9 +186,37 @@ impl LoadedSpec {
         Self::from_text(path, text, overrides)
     }
 
-    /// Like [`LoadedSpec::load`] for text already in memory; `path` is used in messages.
+    /// Like [`LoadedSpec::load`] for text already in memory; `path` is used in messages and
+    /// a `base:` in the text is resolved relative to it.
     pub fn from_text(path: &Path, text: String, overrides: &[String]) -> Result<Self, SpecError> {
-        let mut spec: ExperimentSpec = parse_text(path, &text)?;
+        let with_base = yaml_serde::from_str::<yaml_serde::Value>(&text)
+            .ok()
+            .filter(|tree| tree.get("base").is_some());
+        let spec = match with_base {
+            Some(tree) => typed_from_tree(path, &text, resolve(path, tree)?)?,
+            None => parse_text(path, &text)?,
+        };
+        Self::finish(path, text, spec, overrides)
+    }
+
+    /// A spec from a composed YAML tree (a suite member); `text` is searched for the lines
+    /// of errors and `path` names it.
+    pub fn from_tree(
+        path: &Path,
+        text: String,
+        tree: yaml_serde::Value,
+        overrides: &[String],
+    ) -> Result<Self, SpecError> {
+        let spec = typed_from_tree(path, &text, tree)?;
+        Self::finish(path, text, spec, overrides)
+    }
+
+    fn finish(
+        path: &Path,
+        text: String,
+        mut spec: ExperimentSpec,
+        overrides: &[String],
+    ) -> Result<Self, SpecError> {
         if !overrides.is_empty() {
             let mut tree = yaml_serde::to_value(&spec).expect("a spec always serialises");
             for raw in overrides {
@@ -263,9 +304,21 @@ impl ExperimentSpec {
                 .map(|p| p.under("data")),
         );
         problems.extend(self.probe.problems().into_iter().map(|p| p.under("probe")));
-        problems.extend(self.eval.problems().into_iter().map(|p| p.under("eval")));
+        problems.extend(
+            self.eval
+                .problems(self.method)
+                .into_iter()
+                .map(|p| p.under("eval")),
+        );
         problems.extend(self.train.problems().into_iter().map(|p| p.under("train")));
         problems.extend(self.model.problems().into_iter().map(|p| p.under("model")));
+        if self.objective.instance_weight == 0.0 && self.objective.cluster_weight == 0.0 {
+            problems.push(Problem::new(
+                "objective.cluster_weight",
+                "both objective.instance_weight and objective.cluster_weight are 0: nothing to learn",
+                "ablate one loss at a time",
+            ));
+        }
         if self.objective.queue_size % self.train.batch_size != 0 {
             problems.push(Problem::new(
                 "objective.queue_size",
@@ -314,6 +367,20 @@ fn parse_text<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, SpecErr
             message: strip_location(&inner.to_string()),
             hint: SCHEMA_HINT.into(),
         }
+    })
+}
+
+fn typed_from_tree<T: DeserializeOwned>(
+    path: &Path,
+    text: &str,
+    tree: yaml_serde::Value,
+) -> Result<T, SpecError> {
+    from_tree(tree).map_err(|(key, message)| SpecError {
+        file: path.to_owned(),
+        line: locate::locate(text, &key.split('.').map(str::to_owned).collect::<Vec<_>>()),
+        key,
+        message,
+        hint: SCHEMA_HINT.into(),
     })
 }
 

@@ -7,7 +7,7 @@ mod trainer;
 
 pub use batches::{fit_centroids, Batch, BatchPlan};
 pub use config::TrainConfig;
-pub use trainer::{initial_network, pretrain, Pretrained};
+pub use trainer::{pretrain, Pretrained};
 
 pub use step::{
     dropout_streams, slicer_step, Fidelity, InstanceLoss, ObjectiveConfig, StepDropout, StepLosses,

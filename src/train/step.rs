@@ -51,6 +51,10 @@ pub struct ObjectiveConfig {
     pub cluster_temperature: f64,
     /// Weight of Contrastive Clustering's entropy term (official 0; CC uses 1).
     pub entropy_weight: f64,
+    /// Weight of the two instance losses (0 ablates them: cluster loss only).
+    pub instance_weight: f64,
+    /// Weight of the cluster loss (0 ablates it: MoCo-v2 instance-only training, SPEC 11.6).
+    pub cluster_weight: f64,
     /// Queue length (a multiple of the batch size).
     pub queue_size: usize,
 }
@@ -64,6 +68,8 @@ impl Default for ObjectiveConfig {
             temperature: 0.07,
             cluster_temperature: 1.0,
             entropy_weight: 0.0,
+            instance_weight: 1.0,
+            cluster_weight: 1.0,
             queue_size: 65_536,
         }
     }
@@ -181,10 +187,17 @@ pub fn slicer_step(
     };
     let cluster = cluster_loss(&s1.c, &s2.c, cfg.cluster_temperature)?;
     let entropy = cluster_entropy_term(&s1.c, &s2.c)?;
-    let mut total = ((&loss_a + &loss_b)? + &cluster)?;
-    if cfg.entropy_weight != 0.0 {
-        total = (total + (&entropy * cfg.entropy_weight)?)?;
-    }
+    // A zero weight leaves its term out of the graph altogether.
+    let total = [
+        ((&loss_a + &loss_b)?, cfg.instance_weight),
+        (cluster.clone(), cfg.cluster_weight),
+        (entropy.clone(), cfg.entropy_weight),
+    ]
+    .into_iter()
+    .filter(|(_, w)| *w != 0.0)
+    .map(|(term, w)| if w == 1.0 { Ok(term) } else { term * w })
+    .reduce(|a, b| a? + b?)
+    .unwrap_or_else(|| candle_core::bail!("objective: every loss weight is 0"))?;
     let scalar = |t: &Tensor| t.to_scalar::<f32>();
     let losses = StepLosses {
         instance_a: scalar(&loss_a)?,

@@ -1,46 +1,30 @@
-//! The pre-training loop: builds the student, teacher, queue and optimiser from the seed,
-//! consumes batches from the background pipeline, steps, checkpoints and resumes.
+//! The pre-training loop: builds the spec's learner (SLICER or a baseline, see
+//! [`crate::methods`]) and the optimiser from the seed, consumes batches from the background
+//! pipeline, steps, checkpoints and resumes.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Device, Tensor};
 
 use super::batches::{fit_centroids, BatchPlan};
-use super::step::{dropout_streams, slicer_step, Fidelity, StepDropout};
 use crate::checkpoint::{self, TrainState};
 use crate::data::{load_clips, pretrain_clips};
 use crate::error::{Error, Result};
 use crate::features::{LogMelFrontend, NormStats};
-use crate::loss::cluster_usage_entropy;
-use crate::model::{KeyQueue, SlicerNet};
 use crate::optim::Optimizer;
 use crate::progress::Progress;
 use crate::results::{write_metrics, MetricRow};
-use crate::rng::stream;
 use crate::spec::ExperimentSpec;
 
-/// What a pre-training run produced.
+/// What a pre-training run produced (the weights are in the run's checkpoints).
 #[derive(Debug)]
 pub struct Pretrained {
-    /// The trained student.
-    pub student: SlicerNet,
     /// Steps completed.
     pub steps: u64,
     /// The step's metrics, in order.
     pub metrics: Vec<MetricRow>,
-}
-
-/// The student before its first step: every weight drawn from the spec's seed. Evaluated
-/// as is, it is the `random_init` row of the results table.
-pub fn initial_network(spec: &ExperimentSpec, device: &Device) -> candle_core::Result<SlicerNet> {
-    SlicerNet::new(
-        &spec.model,
-        spec.frontend.n_mels,
-        &mut stream(spec.seed, "model/init"),
-        device,
-    )
 }
 
 /// Pre-trains per `spec` in `run_dir` (checkpoints in `run_dir/checkpoints`, metrics in
@@ -81,18 +65,8 @@ pub fn pretrain(
         None => None,
     };
 
-    let student = initial_network(spec, &device).map_err(Error::tensor)?;
-    let teacher = student
-        .duplicate(&spec.model, n_mels, &device)
-        .map_err(Error::tensor)?;
-    let mut queue = KeyQueue::new(
-        spec.model.instance_dim,
-        spec.objective.queue_size,
-        &mut stream(spec.seed, "queue/init"),
-        &device,
-    )
-    .map_err(Error::tensor)?;
-    let params: Vec<Var> = student.named_params().into_iter().map(|(_, v)| v).collect();
+    let mut learner = crate::methods::learner(spec, &device)?;
+    let params = learner.params();
     let mut optimizer = Optimizer::new(spec.optimizer.clone(), params.len());
     let ckpt_root = run_dir.join("checkpoints");
     let spec_hash = spec.hash();
@@ -102,7 +76,6 @@ pub fn pretrain(
         step_in_epoch: 0,
         spec_hash: spec_hash.clone(),
         seed: spec.seed,
-        queue_ptr: 0,
     };
     let mut metrics: Vec<MetricRow> = Vec::new();
     if resume {
@@ -116,19 +89,10 @@ pub fn pretrain(
                     &spec_hash[..8]
                 )));
             }
-            student
-                .load_state(&tensors.student)
-                .map_err(Error::tensor)?;
-            teacher
-                .load_state(&tensors.teacher)
-                .map_err(Error::tensor)?;
+            learner.restore(&tensors)?;
             optimizer
-                .load_state(saved.step, &tensors.optimizer)
+                .load_state(saved.step, tensors.file("optimizer")?)
                 .map_err(Error::tensor)?;
-            queue.keys = tensors.queue.get("keys").cloned().ok_or_else(|| {
-                Error::Invalid(format!("{}: queue has no keys", latest.display()))
-            })?;
-            queue.ptr = saved.queue_ptr;
             metrics = crate::results::read_metrics(&latest.join("metrics.parquet"))?;
             tracing::info!("resuming from {} (step {})", latest.display(), saved.step);
             state = saved;
@@ -169,46 +133,29 @@ pub fn pretrain(
         let x1 = Tensor::from_vec(batch.view1, shape, &device).map_err(Error::tensor)?;
         let x2 = Tensor::from_vec(batch.view2, shape, &device).map_err(Error::tensor)?;
         let lr = spec.schedule.lr(spec.optimizer.lr(), state.step, total);
-        let mut streams = dropout_streams(spec.seed, state.step);
-        let dropout = StepDropout::sampled(&mut streams);
-        let result = slicer_step(
-            &spec.objective,
-            &student,
-            &teacher,
-            &mut queue,
-            &x1,
-            &x2,
-            dropout,
-        )
-        .map_err(Error::tensor)?;
+        let result = learner
+            .step(&x1, &x2, spec.seed, state.step)
+            .map_err(Error::tensor)?;
         let l = result.losses;
         if !l.total.is_finite() {
             let kept = checkpoint::list(&ckpt_root)?
                 .pop()
                 .map_or("none yet".to_owned(), |p| p.display().to_string());
             return Err(Error::Invalid(format!(
-                "non-finite loss at step {} (epoch {}): instance {} + {}, cluster {}; stopped without saving. Last good checkpoint: {kept}. Try a lower learning rate.",
+                "non-finite loss at step {} (epoch {}): {l:?}; stopped without saving. Last good checkpoint: {kept}. Try a lower learning rate.",
                 state.step + 1,
                 batch.epoch,
-                l.instance_a,
-                l.instance_b,
-                l.cluster
             )));
         }
         optimizer
             .step(&params, &result.grads, lr)
             .map_err(Error::tensor)?;
-        if spec.objective.fidelity == Fidelity::Corrected {
-            teacher
-                .ema_from(&student, spec.objective.ema_momentum)
-                .map_err(Error::tensor)?;
-        }
+        learner.after_update().map_err(Error::tensor)?;
         let elapsed = last.elapsed().as_secs_f64();
         last = Instant::now();
         state.step += 1;
         state.epoch = batch.epoch + (batch.step_in_epoch + 1) / steps_per_epoch;
         state.step_in_epoch = (batch.step_in_epoch + 1) % steps_per_epoch;
-        state.queue_ptr = queue.ptr;
         let row = MetricRow {
             step: state.step,
             epoch: batch.epoch as u64,
@@ -218,8 +165,7 @@ pub fn pretrain(
             loss_instance_b: l.instance_b,
             loss_cluster: l.cluster,
             entropy_term: l.entropy,
-            cluster_usage_entropy: cluster_usage_entropy(&result.student[0].c)
-                .map_err(Error::tensor)?,
+            cluster_usage_entropy: result.cluster_usage_entropy.unwrap_or(f32::NAN),
             clips_per_s: cfg.batch_size as f64 / elapsed.max(1e-9),
         };
         progress.message(&format!(
@@ -229,13 +175,9 @@ pub fn pretrain(
         progress.advance(1);
         metrics.push(row);
         if state.step % cfg.checkpoint_every == 0 || state.step == total {
-            let tensors = [
-                student.state().map_err(Error::tensor)?,
-                teacher.state().map_err(Error::tensor)?,
-                optimizer.state(),
-                vec![("keys".to_owned(), queue.keys.clone())],
-            ];
-            let dir = checkpoint::save(&ckpt_root, &state, tensors, &metrics, cfg.keep_last)?;
+            let mut files = learner.checkpoint().map_err(Error::tensor)?;
+            files.push(("optimizer", optimizer.state()));
+            let dir = checkpoint::save(&ckpt_root, &state, files, &metrics, cfg.keep_last)?;
             write_metrics(&run_dir.join("metrics.parquet"), &metrics)?;
             tracing::info!("step {}: checkpoint {}", state.step, dir.display());
         }
@@ -246,7 +188,6 @@ pub fn pretrain(
         .map_err(|_| Error::Invalid("the data thread panicked".into()))?;
     progress.finish();
     Ok(Pretrained {
-        student,
         steps: state.step,
         metrics,
     })

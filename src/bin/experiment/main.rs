@@ -4,7 +4,7 @@
 mod bars;
 mod tools;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -18,9 +18,11 @@ use slicer::pipeline;
 use bars::Bars;
 use slicer::run::RunDir;
 use slicer::spec::{ExperimentSpec, LoadedSpec};
+use slicer::suite::{is_suite, Suite};
 
-/// Pre-train and evaluate audio representations from a YAML experiment spec; or embed
-/// audio, export a run's encoder, or convert a PyTorch checkpoint (subcommands).
+/// Pre-train and evaluate audio representations from a YAML experiment spec (or every
+/// member of a suite, then their comparison table); or embed audio, export a run's encoder,
+/// or convert a PyTorch checkpoint (subcommands).
 #[derive(Debug, Parser)]
 #[command(
     version,
@@ -31,7 +33,8 @@ use slicer::spec::{ExperimentSpec, LoadedSpec};
 struct Cli {
     #[command(subcommand)]
     command: Option<tools::Command>,
-    /// The experiment spec (YAML), e.g. experiments/slicer.yaml.
+    /// The experiment spec (YAML), e.g. experiments/slicer.yaml, or a suite of specs, e.g.
+    /// experiments/baselines.yaml.
     #[arg(required = true)]
     spec: Option<PathBuf>,
     /// Override a spec value: `a.b=v` (must exist), `+a.b=v` (add), `~a.b` (delete). Repeatable.
@@ -46,6 +49,9 @@ struct Cli {
     /// Continue the run in this folder from its newest checkpoint (same spec required).
     #[arg(long, value_name = "RUN_DIR")]
     resume: Option<PathBuf>,
+    /// Suites: run every member again, even those with a finished run of the same spec.
+    #[arg(long)]
+    rerun: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -98,21 +104,89 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .spec
         .clone()
         .expect("clap requires SPEC without a subcommand");
+    if is_suite(&spec_path) {
+        return run_suite(&cli, &spec_path);
+    }
     let loaded = LoadedSpec::load(&spec_path, &cli.set)?;
     if cli.print_config {
         print!("{}", loaded.resolved_yaml());
         return Ok(());
     }
-    let spec = &loaded.spec;
+    let root = &loaded.spec.output.root;
     if cli.stage == Stage::Summary {
-        return summary(&spec.output.root);
+        return summary(root);
     }
-    let needs_checkpoint = spec.eval.encoders.contains(&EncoderChoice::PRETRAINED);
-    if matches!(cli.stage, Stage::Embed | Stage::Probe) && needs_checkpoint && cli.resume.is_none()
-    {
+    run_spec(&loaded, cli.stage, cli.resume.as_deref())?;
+    if matches!(cli.stage, Stage::Probe | Stage::All) {
+        summary(root)?;
+    }
+    Ok(())
+}
+
+/// Every member of a suite (finished ones are skipped, interrupted ones resumed), then the
+/// suite's comparison table and the LAPE table.
+fn run_suite(cli: &Cli, path: &Path) -> anyhow::Result<()> {
+    let suite = Suite::load(path, &cli.set)?;
+    if cli.print_config {
+        for member in &suite.members {
+            println!(
+                "# member `{}`\n{}---",
+                member.name,
+                member.spec.resolved_yaml()
+            );
+        }
+        return Ok(());
+    }
+    if cli.resume.is_some() || !matches!(cli.stage, Stage::All | Stage::Summary) {
+        anyhow::bail!("a suite runs every stage of each member (and resumes interrupted members by itself): drop --stage and --resume, or run a member's spec alone");
+    }
+    if cli.stage == Stage::All {
+        for (i, member) in suite.members.iter().enumerate() {
+            println!(
+                "suite {}: member {}/{} `{}`",
+                suite.name,
+                i + 1,
+                suite.members.len(),
+                member.name
+            );
+            let spec = &member.spec.spec;
+            let runs = RunDir::of_spec(&spec.output.root, &spec.hash())?;
+            let scored = runs.iter().rfind(|r| r.is_scored());
+            let resumable = runs.last().filter(|r| r.file("norm_stats.json").is_file());
+            match (scored, resumable) {
+                (Some(run), _) if !cli.rerun => {
+                    println!("already finished in {}", run.path.display());
+                }
+                (_, Some(run)) if !cli.rerun => {
+                    println!("resuming {}", run.path.display());
+                    run_spec(&member.spec, Stage::All, Some(&run.path))?;
+                }
+                _ => {
+                    run_spec(&member.spec, Stage::All, None)?;
+                }
+            }
+        }
+    }
+    let table = suite.table()?;
+    let dir = suite.table_dir();
+    table.write(&dir)?;
+    println!(
+        "suite {}, test accuracy % (mean ± std over probe seeds); written to {}:\n\n{}",
+        suite.name,
+        dir.join("lape_table.md").display(),
+        table.to_markdown()
+    );
+    Ok(())
+}
+
+/// Runs `stage` of one spec in a new run folder, or in `resume`.
+fn run_spec(loaded: &LoadedSpec, stage: Stage, resume: Option<&Path>) -> anyhow::Result<()> {
+    let spec = &loaded.spec;
+    let needs_checkpoint =
+        spec.method.pretrains() && spec.eval.encoders.contains(&EncoderChoice::PRETRAINED);
+    if matches!(stage, Stage::Embed | Stage::Probe) && needs_checkpoint && resume.is_none() {
         anyhow::bail!(
-            "--stage {:?} evaluates a pre-trained run: pass --resume results/runs/<run-id>, or use --stage all",
-            cli.stage
+            "--stage {stage:?} evaluates a pre-trained run: pass --resume results/runs/<run-id>, or use --stage all"
         );
     }
     loaded.check_paths()?;
@@ -122,14 +196,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .iter()
         .map(|t| Task::from_config(t, spec.seed).with_context(|| format!("task `{}`", t.name)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let run = match &cli.resume {
+    let run = match resume {
         Some(dir) => RunDir::open(dir)?,
-        None => RunDir::create(&loaded)?,
+        None => RunDir::create(loaded)?,
     };
     tracing::info!("run {} in {}", run.id, run.path.display());
     let bars = Bars::default();
 
-    let stats = if cli.resume.is_some() {
+    let stats = if resume.is_some() {
         run.read_json("norm_stats.json")?
     } else {
         let stats = pipeline::normalization_stats(spec, &bars)?;
@@ -142,32 +216,41 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         stats.std,
         stats.n_clips
     );
-    if matches!(cli.stage, Stage::Pretrain | Stage::All) {
-        let trained = slicer::train::pretrain(spec, &run.path, stats, cli.resume.is_some(), &bars)?;
-        if let (Some(first), Some(last)) = (trained.metrics.first(), trained.metrics.last()) {
-            println!(
-                "pre-training: {} steps, loss {:.4} -> {:.4}, cluster usage entropy {:.3} (max {:.3})",
-                trained.steps,
-                first.loss_total,
-                last.loss_total,
-                last.cluster_usage_entropy,
-                (spec.model.n_clusters as f64).ln()
-            );
+    if matches!(stage, Stage::Pretrain | Stage::All) {
+        if spec.method.pretrains() {
+            let trained = slicer::train::pretrain(spec, &run.path, stats, resume.is_some(), &bars)?;
+            if let (Some(first), Some(last)) = (trained.metrics.first(), trained.metrics.last()) {
+                let usage = if last.cluster_usage_entropy.is_finite() {
+                    format!(
+                        ", cluster usage entropy {:.3} (max {:.3})",
+                        last.cluster_usage_entropy,
+                        (spec.model.n_clusters as f64).ln()
+                    )
+                } else {
+                    String::new()
+                };
+                println!(
+                    "pre-training ({}): {} steps, loss {:.4} -> {:.4}{usage}",
+                    spec.method.name(),
+                    trained.steps,
+                    first.loss_total,
+                    last.loss_total,
+                );
+            }
+        } else {
+            println!("method {}: nothing to pre-train", spec.method.name());
         }
     }
-    if cli.stage.needs_features() {
-        evaluate(&cli, spec, &tasks, &run, &stats, &bars)?;
+    if stage.needs_features() {
+        evaluate(stage, spec, &tasks, &run, &stats, &bars)?;
     }
     println!("run folder: {}", run.path.display());
-    if matches!(cli.stage, Stage::Probe | Stage::All) {
-        summary(&spec.output.root)?;
-    }
     Ok(())
 }
 
 /// Features, then (per stage) the floor, embeddings and probes; writes scores.parquet.
 fn evaluate(
-    cli: &Cli,
+    stage: Stage,
     spec: &ExperimentSpec,
     tasks: &[Task],
     run: &RunDir,
@@ -192,18 +275,18 @@ fn evaluate(
         seed: spec.seed,
     };
     let mut scores = Vec::new();
-    if matches!(cli.stage, Stage::Floor | Stage::Probe | Stage::All) && spec.eval.floor {
+    if matches!(stage, Stage::Floor | Stage::Probe | Stage::All) && spec.eval.floor {
         for f in &features {
             scores.extend(pipeline::floor_scores(spec, &ctx, f)?);
         }
     }
-    if matches!(cli.stage, Stage::Embed | Stage::Probe | Stage::All) {
+    if matches!(stage, Stage::Embed | Stage::Probe | Stage::All) {
         let embedding_cache = EmbeddingCache::new(cache_root.join("embeddings"));
         for encoder in pipeline::encoders_to_evaluate(spec, &run.path)? {
             for f in &features {
                 let embeddings =
                     pipeline::task_embeddings(spec, &encoder, f, stats, &embedding_cache, bars)?;
-                if cli.stage != Stage::Embed {
+                if stage != Stage::Embed {
                     scores.extend(pipeline::embedding_scores(
                         spec,
                         &ctx,

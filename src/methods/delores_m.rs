@@ -1,0 +1,194 @@
+//! DeLoRes-M (SPEC 11.2): MoCo in one direction (student on view 1 against the EMA teacher's
+//! key of view 2 and the queue) plus a Barlow-Twins loss on the time-averaged output of each
+//! conv block, student view 1 against teacher view 2, through a trainable projector per
+//! block shared by both sides.
+
+use candle_core::{Device, Result, Tensor, Var};
+
+use super::heads::Mlp;
+use super::{init_stream, load_network, network_state, new_encoder, Learner, LearnerStep};
+use crate::checkpoint::{CheckpointTensors, NamedTensors};
+use crate::error::Error;
+use crate::loss::{barlow_twins, info_nce, l2_normalize};
+use crate::methods::DeloresConfig;
+use crate::model::CHANNELS;
+use crate::model::{copy_params, ema_update, pool_max_mean, Dropout, Encoder, KeyQueue, Linear};
+use crate::spec::ExperimentSpec;
+use crate::train::{dropout_streams, ObjectiveConfig, StepLosses};
+
+/// Encoder and instance projector (the part the teacher copies).
+struct Branch {
+    encoder: Encoder,
+    instance_projector: Linear,
+}
+
+impl Branch {
+    /// The normalised instance projection and each block's time-averaged features
+    /// (`[B, 64 * n_mels / 2^l]`).
+    fn forward(&self, x: &Tensor, dropout: &mut Dropout<'_>) -> Result<(Tensor, Vec<Tensor>)> {
+        let (frames, blocks) = self.encoder.forward_with_blocks(x, true, dropout)?;
+        let q = l2_normalize(&self.instance_projector.forward(&pool_max_mean(&frames)?)?)?;
+        let averaged = blocks
+            .iter()
+            .map(|b| {
+                let (n, c, f, _) = b.dims4()?;
+                b.mean(3)?.reshape((n, c * f))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((q, averaged))
+    }
+
+    fn head_params(&self) -> Vec<(String, Var)> {
+        self.instance_projector.named_params("instance_projector")
+    }
+
+    fn named_params(&self) -> Vec<(String, Var)> {
+        let mut out = self.encoder.named_params("encoder.");
+        out.extend(self.head_params());
+        out
+    }
+}
+
+/// Student, EMA teacher, queue and the per-block Barlow projectors.
+pub struct DeloresMLearner {
+    objective: ObjectiveConfig,
+    delores: DeloresConfig,
+    student: Branch,
+    teacher: Branch,
+    projectors: Vec<Mlp>,
+    queue: KeyQueue,
+}
+
+impl DeloresMLearner {
+    /// Networks from the seed (encoder, instance projector, block projectors), the teacher a
+    /// copy of the student; EMA, queue and temperature from `objective`.
+    pub fn new(spec: &ExperimentSpec, device: &Device) -> Result<Self> {
+        let mut rng = init_stream(spec);
+        let build = |rng: &mut rand_chacha::ChaCha8Rng| -> Result<Branch> {
+            Ok(Branch {
+                encoder: new_encoder(spec, rng, device)?,
+                instance_projector: Linear::new(
+                    spec.model.d,
+                    spec.model.instance_dim,
+                    rng,
+                    device,
+                )?,
+            })
+        };
+        let student = build(&mut rng)?;
+        let projectors = (1..=3)
+            .map(|l| {
+                let inputs = CHANNELS * (spec.frontend.n_mels >> l);
+                spec.delores.projector(inputs, &mut rng, device)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let teacher = build(&mut crate::rng::stream(0, "model/duplicate"))?;
+        copy_params(&teacher.named_params(), &student.named_params())?;
+        let queue = KeyQueue::new(
+            spec.model.instance_dim,
+            spec.objective.queue_size,
+            &mut crate::rng::stream(spec.seed, "queue/init"),
+            device,
+        )?;
+        Ok(Self {
+            objective: spec.objective.clone(),
+            delores: spec.delores.clone(),
+            student,
+            teacher,
+            projectors,
+            queue,
+        })
+    }
+
+    fn student_heads(&self) -> Vec<(String, Var)> {
+        let mut out = self.student.head_params();
+        for (l, p) in self.projectors.iter().enumerate() {
+            out.extend(p.named_params(&format!("barlow_projector_{}", l + 1)));
+        }
+        out
+    }
+}
+
+impl Learner for DeloresMLearner {
+    fn params(&self) -> Vec<Var> {
+        let mut out = self.student.encoder.named_params("encoder.");
+        out.extend(self.student_heads());
+        out.into_iter().map(|(_, v)| v).collect()
+    }
+
+    fn step(&mut self, x1: &Tensor, x2: &Tensor, seed: u64, step: u64) -> Result<LearnerStep> {
+        let [mut s1, _, mut t2, _] = dropout_streams(seed, step);
+        let (q, student_blocks) = self.student.forward(x1, &mut Dropout::Sample(&mut s1))?;
+        let (k, teacher_blocks) = self.teacher.forward(x2, &mut Dropout::Sample(&mut t2))?;
+        let k = k.detach();
+        let instance = info_nce(&q, &k, &self.queue.keys, self.objective.temperature)?;
+        self.queue.enqueue(&k)?;
+        let mut decorrelation = instance.zeros_like()?;
+        for ((projector, s), t) in self
+            .projectors
+            .iter()
+            .zip(&student_blocks)
+            .zip(&teacher_blocks)
+        {
+            let term = barlow_twins(
+                &projector.forward(s)?,
+                &projector.forward(&t.detach())?,
+                self.delores.weight(),
+            )?;
+            decorrelation = (decorrelation + term)?;
+        }
+        let total = (&instance + &decorrelation)?;
+        let scalar = |t: &Tensor| t.to_scalar::<f32>();
+        Ok(LearnerStep {
+            losses: StepLosses {
+                instance_a: scalar(&instance)?,
+                instance_b: 0.0,
+                cluster: scalar(&decorrelation)?,
+                entropy: 0.0,
+                total: scalar(&total)?,
+            },
+            grads: total.backward()?,
+            cluster_usage_entropy: None,
+        })
+    }
+
+    fn after_update(&mut self) -> Result<()> {
+        ema_update(
+            &self.teacher.named_params(),
+            &self.student.named_params(),
+            self.objective.ema_momentum,
+        )
+    }
+
+    fn checkpoint(&self) -> Result<Vec<(&'static str, NamedTensors)>> {
+        Ok(vec![
+            (
+                "student",
+                network_state(&self.student.encoder, &self.student_heads())?,
+            ),
+            (
+                "teacher",
+                network_state(&self.teacher.encoder, &self.teacher.head_params())?,
+            ),
+            ("queue", self.queue.state()?),
+        ])
+    }
+
+    fn restore(&mut self, saved: &CheckpointTensors) -> crate::Result<()> {
+        load_network(
+            &self.student.encoder,
+            &self.student_heads(),
+            saved.file("student")?,
+        )
+        .map_err(Error::tensor)?;
+        load_network(
+            &self.teacher.encoder,
+            &self.teacher.head_params(),
+            saved.file("teacher")?,
+        )
+        .map_err(Error::tensor)?;
+        self.queue
+            .load_state(saved.file("queue")?)
+            .map_err(Error::tensor)
+    }
+}

@@ -1,0 +1,98 @@
+//! SLICER as a [`Learner`]: the step of [`crate::train::slicer_step`] with its student,
+//! teacher and queue.
+
+use candle_core::{Device, Result, Tensor, Var};
+
+use super::{init_stream, Learner, LearnerStep};
+use crate::checkpoint::{CheckpointTensors, NamedTensors};
+use crate::error::Error;
+use crate::loss::cluster_usage_entropy;
+use crate::model::{KeyQueue, SlicerNet};
+use crate::spec::ExperimentSpec;
+use crate::train::{dropout_streams, slicer_step, Fidelity, ObjectiveConfig, StepDropout};
+
+/// SLICER's student, EMA teacher and key queue.
+pub struct SlicerLearner {
+    cfg: ObjectiveConfig,
+    student: SlicerNet,
+    teacher: SlicerNet,
+    queue: KeyQueue,
+}
+
+impl SlicerLearner {
+    /// Student from the seed, teacher a copy of it, queue from its own stream.
+    pub fn new(spec: &ExperimentSpec, device: &Device) -> Result<Self> {
+        let n_mels = spec.frontend.n_mels;
+        let student = SlicerNet::new(&spec.model, n_mels, &mut init_stream(spec), device)?;
+        let teacher = student.duplicate(&spec.model, n_mels, device)?;
+        let queue = KeyQueue::new(
+            spec.model.instance_dim,
+            spec.objective.queue_size,
+            &mut crate::rng::stream(spec.seed, "queue/init"),
+            device,
+        )?;
+        Ok(Self {
+            cfg: spec.objective.clone(),
+            student,
+            teacher,
+            queue,
+        })
+    }
+}
+
+impl Learner for SlicerLearner {
+    fn params(&self) -> Vec<Var> {
+        self.student
+            .named_params()
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    fn step(&mut self, x1: &Tensor, x2: &Tensor, seed: u64, step: u64) -> Result<LearnerStep> {
+        let mut streams = dropout_streams(seed, step);
+        let result = slicer_step(
+            &self.cfg,
+            &self.student,
+            &self.teacher,
+            &mut self.queue,
+            x1,
+            x2,
+            StepDropout::sampled(&mut streams),
+        )?;
+        Ok(LearnerStep {
+            losses: result.losses,
+            grads: result.grads,
+            cluster_usage_entropy: Some(cluster_usage_entropy(&result.student[0].c)?),
+        })
+    }
+
+    fn after_update(&mut self) -> Result<()> {
+        // The official order updates the teacher inside the step (SPEC 12.2).
+        if self.cfg.fidelity == Fidelity::Corrected {
+            self.teacher
+                .ema_from(&self.student, self.cfg.ema_momentum)?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&self) -> Result<Vec<(&'static str, NamedTensors)>> {
+        Ok(vec![
+            ("student", self.student.state()?),
+            ("teacher", self.teacher.state()?),
+            ("queue", self.queue.state()?),
+        ])
+    }
+
+    fn restore(&mut self, saved: &CheckpointTensors) -> crate::Result<()> {
+        self.student
+            .load_state(saved.file("student")?)
+            .map_err(Error::tensor)?;
+        self.teacher
+            .load_state(saved.file("teacher")?)
+            .map_err(Error::tensor)?;
+        self.queue
+            .load_state(saved.file("queue")?)
+            .map_err(Error::tensor)
+    }
+}
