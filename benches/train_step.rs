@@ -74,7 +74,14 @@ fn main() {
             let mut streams = dropout_streams(0, step);
             let dropout = StepDropout::sampled(&mut streams);
             let result = slicer_step(
-                &objective, &student, &teacher, &mut queue, &x1, &x2, dropout,
+                &objective,
+                &student,
+                &teacher,
+                &mut queue,
+                &slicer::distributed::SingleProcess,
+                &x1,
+                &x2,
+                dropout,
             )
             .expect("step");
             sgd.step(&params, &result.grads, 3e-4).expect("optimiser");

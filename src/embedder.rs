@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
 use rand_chacha::ChaCha8Rng;
 
 use crate::audio::{fixed_window, WindowMode};
@@ -177,12 +176,11 @@ impl Embedder {
             }
         }
         let mut out: Vec<Vec<Segment>> = vec![Vec::new(); clips.len()];
-        let device = Device::Cpu;
         for batch in windows.chunks(self.batch_size) {
             let audio: Vec<&[f32]> = batch.iter().map(|w| w.3.as_slice()).collect();
             let specs: Vec<LogMelSpectrogram> = self.frontend.compute_batch(&audio);
             let refs: Vec<&LogMelSpectrogram> = specs.iter().collect();
-            let frames = embed_frames(&self.model.encoder, &refs, &self.norm, &device)?;
+            let frames = embed_frames(&self.model.encoder, &refs, &self.norm)?;
             let tensor_err = |e: candle_core::Error| Error::Invalid(format!("embedding: {e}"));
             let pooled: Vec<Vec<f32>> = self
                 .model
@@ -216,6 +214,7 @@ mod tests {
     use crate::features::FrontendConfig;
     use crate::model::Encoder;
     use crate::pretrained::{EncoderConfig, ARCHITECTURE};
+    use candle_core::Device;
 
     fn embedder(frames: bool) -> Embedder {
         let encoder =

@@ -25,6 +25,8 @@ pub mod augment;
 pub mod cache;
 pub mod checkpoint;
 pub mod data;
+pub mod device;
+pub mod distributed;
 pub mod embedder;
 pub mod error;
 pub mod eval;

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
 use rand::seq::index::sample;
 
 use crate::audio::{fixed_window, WindowMode};
@@ -194,7 +193,7 @@ pub struct NamedEncoder {
 /// The encoders `spec.eval.encoders` names: the run's newest checkpoint (student or teacher
 /// per `eval.weights`), the seeded initial weights, and external weights.
 pub fn encoders_to_evaluate(spec: &ExperimentSpec, run_dir: &Path) -> Result<Vec<NamedEncoder>> {
-    let device = Device::Cpu;
+    let device = spec.device.open()?;
     spec.eval
         .encoders
         .iter()
@@ -235,7 +234,7 @@ pub fn encoders_to_evaluate(spec: &ExperimentSpec, run_dir: &Path) -> Result<Vec
             };
             Ok(NamedEncoder {
                 name: choice.name(spec.method).to_owned(),
-                encoder,
+                encoder: encoder.to_device(&device).map_err(Error::tensor)?,
                 own_norm,
             })
         })

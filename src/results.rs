@@ -34,6 +34,9 @@ pub struct MetricRow {
     pub cluster_usage_entropy: f32,
     /// Clips per second over this step (wall clock: not reproducible).
     pub clips_per_s: f64,
+    /// Seconds the step waited for its batch from the data thread's prefetch queue (0 when
+    /// augmentation keeps ahead of the model; NaN in runs written before it was recorded).
+    pub data_wait_s: f64,
 }
 
 /// One score in `scores.parquet` (long format: one row per run, encoder, task, protocol,
@@ -155,6 +158,7 @@ pub fn write_metrics(path: &Path, rows: &[MetricRow]) -> Result<()> {
             column(rows, "entropy_term", |r| r.entropy_term),
             column(rows, "cluster_usage_entropy", |r| r.cluster_usage_entropy),
             column(rows, "clips_per_s", |r| r.clips_per_s),
+            column(rows, "data_wait_s", |r| r.data_wait_s),
         ],
     )
 }
@@ -172,6 +176,10 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>> {
         t.f32s("cluster_usage_entropy")?,
     );
     let speed = t.f64s("clips_per_s")?;
+    let wait = match t.df.column("data_wait_s") {
+        Ok(_) => t.f64s("data_wait_s")?,
+        Err(_) => vec![f64::NAN; t.height()],
+    };
     Ok((0..t.height())
         .map(|i| MetricRow {
             step: step[i],
@@ -184,6 +192,7 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>> {
             entropy_term: entropy[i],
             cluster_usage_entropy: usage[i],
             clips_per_s: speed[i],
+            data_wait_s: wait[i],
         })
         .collect())
 }
@@ -350,6 +359,7 @@ mod tests {
                 entropy_term: 0.1,
                 cluster_usage_entropy: 1.3,
                 clips_per_s: 12.5,
+                data_wait_s: 0.01,
             })
             .collect();
         let dir = tempfile::tempdir().unwrap();

@@ -126,6 +126,14 @@ impl Suite {
                 }
             }
         };
+        if members.is_empty() {
+            return Err(error(
+                path,
+                "members",
+                "the suite has no members".into(),
+                "list at least one spec file or named patch",
+            ));
+        }
         let mut out: Vec<SuiteMember> = Vec::new();
         for (i, member) in members.into_iter().enumerate() {
             let (member_path, member_text, mut patch) = match member {

@@ -41,7 +41,9 @@ fn views() -> (Tensor, Tensor) {
 fn train_step(l: &mut dyn Learner, opt: &mut Optimizer, step: u64) -> slicer::train::StepLosses {
     let (x1, x2) = views();
     let params = l.params();
-    let out = l.step(&x1, &x2, 7, step).unwrap();
+    let out = l
+        .step(&x1, &x2, &slicer::distributed::SingleProcess, 7, step)
+        .unwrap();
     opt.step(&params, &out.grads, 1e-3).unwrap();
     l.after_update().unwrap();
     out.losses

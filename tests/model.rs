@@ -109,6 +109,7 @@ fn fixture_step(
         student,
         teacher,
         queue,
+        &slicer::distributed::SingleProcess,
         &f["input.x1"],
         &f["input.x2"],
         dropout,

@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 
 use slicer::spec::{LoadedSpec, SpecError};
 
+/// The YAML files of `experiments/` and `experiments/methods/`.
 fn experiments() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+    let mut files: Vec<PathBuf> = [root.clone(), root.join("methods")]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(dir).unwrap())
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
         .collect();
@@ -31,6 +33,15 @@ fn every_experiment_spec_parses_and_validates() {
         "expected the experiment specs, found {files:?}"
     );
     for file in files {
+        if slicer::suite::is_suite(&file) {
+            let suite = slicer::suite::Suite::load(&file, &[]).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!suite.members.is_empty(), "{}", file.display());
+            for member in &suite.members {
+                let name = format!("{}-{}", suite.name, member.name);
+                assert_eq!(member.spec.spec.name, name);
+            }
+            continue;
+        }
         let loaded = LoadedSpec::load(&file, &[]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             loaded.spec.name,

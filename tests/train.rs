@@ -68,6 +68,7 @@ fn metrics_without_wall_clock(path: &Path) -> Vec<slicer::results::MetricRow> {
         .into_iter()
         .map(|r| slicer::results::MetricRow {
             clips_per_s: 0.0,
+            data_wait_s: 0.0,
             ..r
         })
         .collect()

@@ -1,7 +1,7 @@
 //! Frozen-encoder embeddings (SPEC 9.3): the encoder in eval mode (BatchNorm running
 //! statistics, no dropout), log-mels normalised by a scalar mean/std, frames pooled over time.
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -50,13 +50,14 @@ pub fn encoder_hash(encoder: &Encoder) -> Result<String> {
     Ok(hasher.finalize().to_hex().to_string())
 }
 
-/// Frame-level embeddings `[B, T', d]` of equally shaped spectrograms, normalised by `norm`.
+/// Frame-level embeddings `[B, T', d]` of equally shaped spectrograms, normalised by `norm`,
+/// computed on the encoder's device.
 pub fn embed_frames(
     encoder: &Encoder,
     spectrograms: &[&LogMelSpectrogram],
     norm: &NormStats,
-    device: &Device,
 ) -> Result<Tensor> {
+    let device = encoder.fc0.weight.device();
     let Some(first) = spectrograms.first() else {
         return Err(Error::Invalid("embedding: no spectrograms".into()));
     };
@@ -93,12 +94,11 @@ pub fn embed_spectrograms(
     label: &str,
     progress: &dyn Progress,
 ) -> Result<Vec<f32>> {
-    let device = encoder.fc0.weight.device().clone();
     let mut out = Vec::with_capacity(spectrograms.len() * encoder.fc3.weight.dim(0).unwrap_or(0));
     progress.start(label, spectrograms.len() as u64);
     for chunk in spectrograms.chunks(batch_size.max(1)) {
         let refs: Vec<&LogMelSpectrogram> = chunk.iter().collect();
-        let frames = embed_frames(encoder, &refs, norm, &device)?;
+        let frames = embed_frames(encoder, &refs, norm)?;
         let pooled = pooling
             .apply(&frames)
             .and_then(|p| p.flatten_all()?.to_vec1::<f32>())
@@ -114,6 +114,7 @@ pub fn embed_spectrograms(
 mod tests {
     use super::*;
     use crate::progress::Silent;
+    use candle_core::Device;
 
     fn spectrogram(seed: u64) -> LogMelSpectrogram {
         use rand::Rng;

@@ -5,7 +5,7 @@
 //! linear probe, where the toolkit draws a random window per epoch. The epoch is chosen on
 //! the validation split; the toolkit's max-over-epochs test accuracy is also kept.
 
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Tensor, Var, D};
 use rand::seq::SliceRandom;
 
 use super::embed::Pooling;
@@ -44,7 +44,7 @@ pub fn finetune(
     seed: u64,
     progress: &dyn Progress,
 ) -> Result<ProbeOutcome> {
-    let device = Device::Cpu;
+    let device = start.fc0.weight.device().clone();
     let d = start.fc3.weight.dim(0).map_err(tensor_err)?;
     let mut rng = crate::rng::stream(seed, "finetune");
     let encoder = Encoder::new(n_mels, d, start.dropout, &mut rng, &device).map_err(tensor_err)?;
@@ -140,6 +140,7 @@ mod tests {
     use super::*;
     use crate::eval::{encoder_hash, Protocol};
     use crate::progress::Silent;
+    use candle_core::Device;
     use rand::Rng;
 
     /// Class 0 has its energy in the low bands, class 1 in the high ones.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::heads::Mlp;
 use super::{init_stream, load_network, network_state, new_encoder, Learner, LearnerStep};
 use crate::checkpoint::{CheckpointTensors, NamedTensors};
+use crate::distributed::Communicator;
 use crate::error::Error;
 use crate::loss::byol_loss;
 use crate::model::{copy_params, ema_update, pool_max_mean, Dropout, Encoder};
@@ -121,7 +122,14 @@ impl Learner for ByolALearner {
         out.into_iter().map(|(_, v)| v).collect()
     }
 
-    fn step(&mut self, x1: &Tensor, x2: &Tensor, seed: u64, step: u64) -> Result<LearnerStep> {
+    fn step(
+        &mut self,
+        x1: &Tensor,
+        x2: &Tensor,
+        _comm: &dyn Communicator,
+        seed: u64,
+        step: u64,
+    ) -> Result<LearnerStep> {
         let (x1, x2) = if self.cfg.post_norm {
             normalize_pair(x1, x2)?
         } else {

@@ -8,6 +8,7 @@ use candle_core::{Device, Result, Tensor, Var};
 use super::heads::Mlp;
 use super::{init_stream, load_network, network_state, new_encoder, Learner, LearnerStep};
 use crate::checkpoint::{CheckpointTensors, NamedTensors};
+use crate::distributed::Communicator;
 use crate::error::Error;
 use crate::loss::{barlow_twins, info_nce, l2_normalize};
 use crate::methods::DeloresConfig;
@@ -116,13 +117,20 @@ impl Learner for DeloresMLearner {
         out.into_iter().map(|(_, v)| v).collect()
     }
 
-    fn step(&mut self, x1: &Tensor, x2: &Tensor, seed: u64, step: u64) -> Result<LearnerStep> {
+    fn step(
+        &mut self,
+        x1: &Tensor,
+        x2: &Tensor,
+        comm: &dyn Communicator,
+        seed: u64,
+        step: u64,
+    ) -> Result<LearnerStep> {
         let [mut s1, _, mut t2, _] = dropout_streams(seed, step);
         let (q, student_blocks) = self.student.forward(x1, &mut Dropout::Sample(&mut s1))?;
         let (k, teacher_blocks) = self.teacher.forward(x2, &mut Dropout::Sample(&mut t2))?;
         let k = k.detach();
         let instance = info_nce(&q, &k, &self.queue.keys, self.objective.temperature)?;
-        self.queue.enqueue(&k)?;
+        self.queue.enqueue(&comm.all_gather(&k)?)?;
         let mut decorrelation = instance.zeros_like()?;
         for ((projector, s), t) in self
             .projectors

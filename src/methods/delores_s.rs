@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::heads::Mlp;
 use super::{init_stream, load_network, network_state, new_encoder, Learner, LearnerStep};
 use crate::checkpoint::{CheckpointTensors, NamedTensors};
+use crate::distributed::Communicator;
 use crate::error::Error;
 use crate::loss::barlow_twins;
 use crate::model::{pool_max_mean, Dropout, Encoder};
@@ -90,7 +91,14 @@ impl Learner for DeloresSLearner {
         out.into_iter().map(|(_, v)| v).collect()
     }
 
-    fn step(&mut self, x1: &Tensor, x2: &Tensor, seed: u64, step: u64) -> Result<LearnerStep> {
+    fn step(
+        &mut self,
+        x1: &Tensor,
+        x2: &Tensor,
+        _comm: &dyn Communicator,
+        seed: u64,
+        step: u64,
+    ) -> Result<LearnerStep> {
         let [mut s1, mut s2, _, _] = dropout_streams(seed, step);
         let z1 = self.embed(x1, &mut Dropout::Sample(&mut s1))?;
         let z2 = self.embed(x2, &mut Dropout::Sample(&mut s2))?;

@@ -29,6 +29,7 @@ use candle_core::{Device, Result, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{CheckpointTensors, NamedTensors};
+use crate::distributed::Communicator;
 use crate::model::Encoder;
 use crate::spec::ExperimentSpec;
 use crate::train::StepLosses;
@@ -84,9 +85,17 @@ pub trait Learner {
     /// Trainable parameters in optimiser (and checkpoint) order.
     fn params(&self) -> Vec<Var>;
 
-    /// Forwards, losses and backward on a batch of two views (`[B, 1, n_mels, T]` each).
-    /// `seed` and `step` select the dropout streams.
-    fn step(&mut self, x1: &Tensor, x2: &Tensor, seed: u64, step: u64) -> Result<LearnerStep>;
+    /// Forwards, losses and backward on this rank's part of a batch of two views
+    /// (`[B, 1, n_mels, T]` each); keys for a queue are gathered over `comm`. `seed` and
+    /// `step` select the dropout streams.
+    fn step(
+        &mut self,
+        x1: &Tensor,
+        x2: &Tensor,
+        comm: &dyn Communicator,
+        seed: u64,
+        step: u64,
+    ) -> Result<LearnerStep>;
 
     /// Runs after the optimiser update (the EMA of a teacher).
     fn after_update(&mut self) -> Result<()>;

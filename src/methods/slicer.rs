@@ -5,6 +5,7 @@ use candle_core::{Device, Result, Tensor, Var};
 
 use super::{init_stream, Learner, LearnerStep};
 use crate::checkpoint::{CheckpointTensors, NamedTensors};
+use crate::distributed::Communicator;
 use crate::error::Error;
 use crate::loss::cluster_usage_entropy;
 use crate::model::{KeyQueue, SlicerNet};
@@ -49,13 +50,21 @@ impl Learner for SlicerLearner {
             .collect()
     }
 
-    fn step(&mut self, x1: &Tensor, x2: &Tensor, seed: u64, step: u64) -> Result<LearnerStep> {
+    fn step(
+        &mut self,
+        x1: &Tensor,
+        x2: &Tensor,
+        comm: &dyn Communicator,
+        seed: u64,
+        step: u64,
+    ) -> Result<LearnerStep> {
         let mut streams = dropout_streams(seed, step);
         let result = slicer_step(
             &self.cfg,
             &self.student,
             &self.teacher,
             &mut self.queue,
+            comm,
             x1,
             x2,
             StepDropout::sampled(&mut streams),

@@ -111,6 +111,16 @@ impl Encoder {
         Ok((self.fc3.forward(&hidden)?.relu()?, [b1, b2, b3]))
     }
 
+    /// A copy of this encoder (parameters and buffers) on `device`.
+    pub fn to_device(&self, device: &Device) -> Result<Encoder> {
+        let n_mels = self.fc0.weight.dim(1)? / CHANNELS * 8;
+        let d = self.fc3.weight.dim(0)?;
+        let mut skeleton = crate::rng::stream(0, "encoder/to_device");
+        let copy = Encoder::new(n_mels, d, self.dropout, &mut skeleton, device)?;
+        copy.load_state("", &self.state("")?.into_iter().collect())?;
+        Ok(copy)
+    }
+
     /// Parameters in the fixture/checkpoint order, with their names under `prefix`.
     pub fn named_params(&self, prefix: &str) -> Vec<(String, Var)> {
         let mut out = Vec::new();

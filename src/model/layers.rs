@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::Rng;
 
+use super::autocast::{compute_dtype, in_compute_dtype};
 use super::conv::Conv3x3Op;
 use super::fused::{BnReluPool, BnStats};
 
@@ -50,9 +51,9 @@ impl Linear {
         })
     }
 
-    /// Applies the layer to `[.., in]`.
+    /// Applies the layer to `[.., in]` (the product in the [`super::autocast`] dtype).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.broadcast_matmul(&self.weight.t()?)?;
+        let y = in_compute_dtype(x, &self.weight.t()?, |a, w| a.broadcast_matmul(w))?;
         match &self.bias {
             Some(bias) => y.broadcast_add(bias),
             None => Ok(y),
@@ -90,15 +91,16 @@ impl Conv3x3 {
         })
     }
 
-    /// `[B, in, H, W] -> [B, out, H, W]`; on CPU through the im2col + gemm op
-    /// ([`super::conv::Conv3x3Op`]), elsewhere candle's `conv2d`.
+    /// `[B, in, H, W] -> [B, out, H, W]`; on CPU in f32 through the im2col + gemm op
+    /// ([`super::conv::Conv3x3Op`]), elsewhere (or under a bf16 [`super::autocast`]) candle's
+    /// `conv2d` in the compute dtype.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let channels = self.bias.dim(0)?;
-        let y = if x.device().is_cpu() {
+        let y = if x.device().is_cpu() && compute_dtype() == DType::F32 {
             x.contiguous()?
                 .apply_op2(self.weight.as_tensor(), Conv3x3Op)?
         } else {
-            x.conv2d(&self.weight, 1, 1, 1, 1)?
+            in_compute_dtype(x, &self.weight, |a, w| a.conv2d(w, 1, 1, 1, 1))?
         };
         y.broadcast_add(&self.bias.reshape((1, channels, 1, 1))?)
     }

@@ -1,6 +1,7 @@
 //! The SLICER model: AudioNTT2020Task6 encoder, instance and cluster heads (SPEC 4, 5) and the
 //! MoCo key queue (SPEC 6).
 
+mod autocast;
 mod conv;
 mod encoder;
 mod fused;
@@ -11,6 +12,7 @@ mod slicer;
 #[cfg(test)]
 mod testing;
 
+pub use autocast::{autocast, compute_dtype, AutocastGuard, Precision};
 pub(crate) use encoder::load_params;
 pub use encoder::{pool_max_mean, ConvBlock, Encoder, CHANNELS};
 pub use layers::{BatchNorm2d, Conv3x3, Dropout, Linear};

@@ -22,10 +22,11 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::augment::AugmentConfig;
 use crate::data::DataConfig;
+use crate::device::DeviceSpec;
 use crate::eval::{EvalConfig, ProbeConfig};
 use crate::features::{FrontendConfig, NormalizationConfig};
 use crate::methods::{ByolAConfig, DeloresConfig, Method};
-use crate::model::ModelConfig;
+use crate::model::{ModelConfig, Precision};
 use crate::optim::{LrSchedule, OptimizerConfig};
 use crate::train::{ObjectiveConfig, TrainConfig};
 
@@ -45,6 +46,14 @@ pub struct ExperimentSpec {
     /// Pre-training method: `slicer`, `byol_a`, `delores_s`, `delores_m` or `random_init`.
     #[serde(default)]
     pub method: Method,
+    /// Where the model trains and embeds: `cpu` (default; omitted from the resolved spec) or
+    /// `cuda:N` (needs the `cuda` feature).
+    #[serde(default, skip_serializing_if = "DeviceSpec::is_cpu")]
+    pub device: DeviceSpec,
+    /// `f32` (default; omitted from the resolved spec) or `bf16`: convolutions and matmuls
+    /// in bf16, BatchNorm statistics, softmax, losses and master weights in f32.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
     /// Log-mel front end (SPEC 2.3).
     #[serde(default)]
     pub frontend: FrontendConfig,
@@ -312,6 +321,13 @@ impl ExperimentSpec {
         );
         problems.extend(self.train.problems().into_iter().map(|p| p.under("train")));
         problems.extend(self.model.problems().into_iter().map(|p| p.under("model")));
+        if let Some(why) = self.device.unsupported() {
+            problems.push(Problem::new(
+                "device",
+                why,
+                "or run on `cpu` (--device cpu); README section \"GPU\"",
+            ));
+        }
         if self.objective.instance_weight == 0.0 && self.objective.cluster_weight == 0.0 {
             problems.push(Problem::new(
                 "objective.cluster_weight",

@@ -50,6 +50,9 @@ pub struct BatchPlan {
     pub epochs: usize,
     /// Master seed.
     pub seed: u64,
+    /// This process's rank and the number of ranks: each rank prepares its own
+    /// `batch_size / world` clips of every global batch (1 rank: the whole batch).
+    pub shard: (usize, usize),
 }
 
 impl BatchPlan {
@@ -65,13 +68,22 @@ impl BatchPlan {
         order
     }
 
-    /// Normalised log-mels of the clips of one step, computed in parallel.
-    fn spectrograms(&self, epoch: usize, step: usize, clips: &[usize]) -> Vec<Vec<f32>> {
+    /// Normalised log-mels of the clips of one step, computed in parallel; `first` is the
+    /// position of `clips[0]` in the global batch.
+    fn spectrograms(
+        &self,
+        epoch: usize,
+        step: usize,
+        first: usize,
+        clips: &[usize],
+    ) -> Vec<Vec<f32>> {
         clips
             .par_iter()
             .enumerate()
             .map(|(k, &clip)| {
-                let id = ((epoch * self.steps_per_epoch() + step) * self.batch_size + k) as u64;
+                let position = first + k;
+                let id =
+                    ((epoch * self.steps_per_epoch() + step) * self.batch_size + position) as u64;
                 let mut crop = stream_indexed(self.seed, "train/window", id);
                 let window = fixed_window(
                     &self.corpus[clip],
@@ -106,9 +118,12 @@ impl BatchPlan {
                 let mut rng = stream_indexed(self.seed, "train/augment", e as u64);
                 let order = self.order(e);
                 let first = if e == epoch { step_in_epoch } else { 0 };
+                let (rank, world) = self.shard;
+                let per_rank = self.batch_size / world;
                 for s in 0..self.steps_per_epoch() {
-                    let clips = &order[s * self.batch_size..(s + 1) * self.batch_size];
-                    let specs = self.spectrograms(e, s, clips);
+                    let offset = s * self.batch_size + rank * per_rank;
+                    let clips = &order[offset..offset + per_rank];
+                    let specs = self.spectrograms(e, s, rank * per_rank, clips);
                     let mut view1 = Vec::with_capacity(specs.len() * n_mels * frames);
                     let mut view2 = Vec::with_capacity(specs.len() * n_mels * frames);
                     for spec in &specs {

@@ -6,6 +6,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::distributed::Communicator;
 use crate::loss::{cluster_entropy_term, cluster_loss, info_nce, l2_normalize, nt_xent};
 use crate::model::{Dropout, KeyQueue, SlicerNet, SlicerOutput};
 
@@ -134,12 +135,15 @@ pub struct StepResult {
 }
 
 /// Runs the forward passes, losses, enqueues (and, in official mode, the two EMA updates),
-/// and the backward pass. The optimiser step (and the corrected EMA) is the caller's.
+/// and the backward pass. The optimiser step (and the corrected EMA) is the caller's. The
+/// keys of every rank of `comm` are enqueued, in rank order.
+#[allow(clippy::too_many_arguments)] // the step's state, as SPEC 7.4 lists it
 pub fn slicer_step(
     cfg: &ObjectiveConfig,
     student: &SlicerNet,
     teacher: &SlicerNet,
     queue: &mut KeyQueue,
+    comm: &dyn Communicator,
     x1: &Tensor,
     x2: &Tensor,
     dropout: StepDropout<'_>,
@@ -166,7 +170,7 @@ pub fn slicer_step(
     let k2 = l2_normalize(&t2.z)?;
     let loss_a = info_nce(&l2_normalize(&s1.z)?, &k2, &queue.keys, cfg.temperature)?;
     if official {
-        queue.enqueue(&k2)?;
+        queue.enqueue(&comm.all_gather(&k2)?)?;
         teacher.ema_from(student, cfg.ema_momentum)?;
     }
     let s2 = student.forward(x2, true, &mut student_v2)?;
@@ -174,9 +178,9 @@ pub fn slicer_step(
     let k1 = l2_normalize(&t1.z)?;
     let loss_b = info_nce(&l2_normalize(&s2.z)?, &k1, &queue.keys, cfg.temperature)?;
     if !official {
-        queue.enqueue(&k2)?;
+        queue.enqueue(&comm.all_gather(&k2)?)?;
     }
-    queue.enqueue(&k1)?;
+    queue.enqueue(&comm.all_gather(&k1)?)?;
 
     let (loss_a, loss_b) = match cfg.instance_loss {
         InstanceLoss::Moco => (loss_a, loss_b),

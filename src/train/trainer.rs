@@ -6,11 +6,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 
 use super::batches::{fit_centroids, BatchPlan};
 use crate::checkpoint::{self, TrainState};
 use crate::data::{load_clips, pretrain_clips};
+use crate::distributed::average_gradients;
 use crate::error::{Error, Result};
 use crate::features::{LogMelFrontend, NormStats};
 use crate::optim::Optimizer;
@@ -36,7 +37,8 @@ pub fn pretrain(
     resume: bool,
     progress: &dyn Progress,
 ) -> Result<Pretrained> {
-    let device = Device::Cpu;
+    let device = spec.device.open()?;
+    let _precision = crate::model::autocast(spec.precision);
     let cfg = &spec.train;
     let n_mels = spec.frontend.n_mels;
     let frontend = Arc::new(LogMelFrontend::new(&spec.frontend));
@@ -65,6 +67,14 @@ pub fn pretrain(
         None => None,
     };
 
+    let comm = crate::distributed::from_env(&device)?;
+    let (rank, world) = (comm.rank(), comm.world_size());
+    if cfg.batch_size % world != 0 {
+        return Err(Error::Invalid(format!(
+            "train.batch_size = {} is not divisible by the {world} ranks of this job",
+            cfg.batch_size
+        )));
+    }
     let mut learner = crate::methods::learner(spec, &device)?;
     let params = learner.params();
     let mut optimizer = Optimizer::new(spec.optimizer.clone(), params.len());
@@ -114,6 +124,7 @@ pub fn pretrain(
         batch_size: cfg.batch_size,
         epochs: cfg.epochs,
         seed: spec.seed,
+        shard: (rank, world),
     };
     let steps_per_epoch = plan.steps_per_epoch();
     let total = cfg
@@ -125,17 +136,21 @@ pub fn pretrain(
     progress.advance(state.step);
     let (batches, producer) = plan.spawn(state.epoch, state.step_in_epoch, cfg.prefetch);
     let mut last = Instant::now();
-    for batch in batches.iter() {
+    loop {
+        let waiting = Instant::now();
+        let Ok(batch) = batches.recv() else { break };
+        let data_wait_s = waiting.elapsed().as_secs_f64();
         if state.step >= total {
             break;
         }
-        let shape = (cfg.batch_size, 1, n_mels, frames);
+        let shape = (cfg.batch_size / world, 1, n_mels, frames);
         let x1 = Tensor::from_vec(batch.view1, shape, &device).map_err(Error::tensor)?;
         let x2 = Tensor::from_vec(batch.view2, shape, &device).map_err(Error::tensor)?;
         let lr = spec.schedule.lr(spec.optimizer.lr(), state.step, total);
-        let result = learner
-            .step(&x1, &x2, spec.seed, state.step)
+        let mut result = learner
+            .step(&x1, &x2, comm.as_ref(), spec.seed, state.step)
             .map_err(Error::tensor)?;
+        average_gradients(comm.as_ref(), &params, &mut result.grads).map_err(Error::tensor)?;
         let l = result.losses;
         if !l.total.is_finite() {
             let kept = checkpoint::list(&ckpt_root)?
@@ -167,6 +182,7 @@ pub fn pretrain(
             entropy_term: l.entropy,
             cluster_usage_entropy: result.cluster_usage_entropy.unwrap_or(f32::NAN),
             clips_per_s: cfg.batch_size as f64 / elapsed.max(1e-9),
+            data_wait_s,
         };
         progress.message(&format!(
             "loss {:.4} | {:.1} clips/s",
@@ -174,7 +190,8 @@ pub fn pretrain(
         ));
         progress.advance(1);
         metrics.push(row);
-        if state.step % cfg.checkpoint_every == 0 || state.step == total {
+        // Every rank holds the same weights, optimiser state and queue; rank 0 saves them.
+        if rank == 0 && (state.step % cfg.checkpoint_every == 0 || state.step == total) {
             let mut files = learner.checkpoint().map_err(Error::tensor)?;
             files.push(("optimizer", optimizer.state()));
             let dir = checkpoint::save(&ckpt_root, &state, files, &metrics, cfg.keep_last)?;

@@ -2,6 +2,7 @@
 //! `experiment embed|export|convert`: the model tools (see `tools.rs`).
 
 mod bars;
+mod launch;
 mod tools;
 
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use slicer::cache::{EmbeddingCache, FeatureCache};
 use slicer::data::Task;
+use slicer::device::DeviceSpec;
 use slicer::eval::{lape_table, latest_scores, EncoderChoice, ScoreContext};
 use slicer::features::NormStats;
 use slicer::pipeline;
@@ -49,6 +51,9 @@ struct Cli {
     /// Continue the run in this folder from its newest checkpoint (same spec required).
     #[arg(long, value_name = "RUN_DIR")]
     resume: Option<PathBuf>,
+    /// Run on this device (`cpu`, `cuda:N`) instead of the spec's `device`.
+    #[arg(long)]
+    device: Option<DeviceSpec>,
     /// Suites: run every member again, even those with a finished run of the same spec.
     #[arg(long)]
     rerun: bool,
@@ -96,9 +101,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(mut cli: Cli) -> anyhow::Result<()> {
     if let Some(command) = cli.command {
         return tools::run(command, &Bars::default());
+    }
+    if let Some(device) = cli.device {
+        cli.set.push(format!("+device={device}"));
     }
     let spec_path = cli
         .spec
@@ -239,6 +247,9 @@ fn run_spec(loaded: &LoadedSpec, stage: Stage, resume: Option<&Path>) -> anyhow:
             }
         } else {
             println!("method {}: nothing to pre-train", spec.method.name());
+        }
+        if slicer::distributed::rank_from_env()?.is_some_and(|(rank, _)| rank != 0) {
+            return Ok(()); // rank 0 evaluates and writes the tables
         }
     }
     if stage.needs_features() {

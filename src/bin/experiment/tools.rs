@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use slicer::device::DeviceSpec;
 use slicer::embedder::{EmbedOptions, Embedder};
 use slicer::eval::Weights;
 use slicer::features::NormStats;
@@ -11,6 +12,7 @@ use slicer::pretrained::PretrainedEncoder;
 use slicer::results::{write_embeddings, EmbeddingRow};
 
 use crate::bars::Bars;
+use crate::launch::{launch, LaunchArgs};
 
 /// A model tool.
 #[derive(Debug, Subcommand)]
@@ -28,6 +30,8 @@ pub enum Command {
         #[arg(long)]
         teacher: bool,
     },
+    /// Pre-train one spec data-parallel over N GPUs (one process per GPU, NCCL).
+    Launch(LaunchArgs),
     /// Convert a BYOL-A .pth or LAPE .ckpt checkpoint into a Hub-ready folder.
     Convert {
         /// The PyTorch checkpoint.
@@ -71,6 +75,9 @@ pub struct EmbedArgs {
     /// Write the files that embed and report the others, instead of failing.
     #[arg(long)]
     skip_bad_files: bool,
+    /// Where the encoder runs: `cpu` or `cuda:N` (needs the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
 }
 
 fn weights(teacher: bool) -> Weights {
@@ -85,6 +92,7 @@ fn weights(teacher: bool) -> Weights {
 pub fn run(command: Command, bars: &Bars) -> anyhow::Result<()> {
     match command {
         Command::Embed(args) => embed(args, bars),
+        Command::Launch(args) => launch(args, bars),
         Command::Export {
             run_dir,
             out_dir,
@@ -117,7 +125,8 @@ pub fn run(command: Command, bars: &Bars) -> anyhow::Result<()> {
 }
 
 fn embed(args: EmbedArgs, bars: &Bars) -> anyhow::Result<()> {
-    let model = PretrainedEncoder::load(&args.model, weights(args.teacher))?;
+    let mut model = PretrainedEncoder::load(&args.model, weights(args.teacher))?;
+    model.encoder = model.encoder.to_device(&args.device.open()?)?;
     let norm = match (args.norm_mean, args.norm_std) {
         (Some(mean), Some(std)) if std > 0.0 => Some(NormStats {
             mean,
