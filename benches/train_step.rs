@@ -4,23 +4,26 @@
 //! (`bench`: `train_step`, `infer_embed`).
 //!
 //! `cargo bench --bench train_step -- [--d 2048] [--reps 3] [--warmup 1] [--queue 65536]
-//! [--batches 64,128] [--infer-batch 256]`
+//! [--batches 64,128] [--infer-batch 256] [--device cuda:0] [--precision bf16]`
+//! (a CUDA device needs `--features cuda`; every repetition ends with a device synchronise).
 
 mod common;
 
 use candle_core::{Device, Tensor, Var};
-use common::{arg, emit, time_reps};
+use common::{arg, arg_parsed, emit, time_reps};
 use rand_distr::{Distribution, StandardNormal};
+use slicer::device::DeviceSpec;
+use slicer::model::Precision;
 use slicer::model::{Dropout, KeyQueue, ModelConfig, SlicerNet};
 use slicer::optim::{Optimizer, OptimizerConfig};
 use slicer::rng::stream;
 use slicer::train::{dropout_streams, slicer_step, Fidelity, ObjectiveConfig, StepDropout};
 
-fn randn(shape: (usize, usize, usize, usize), seed: u64) -> Tensor {
+fn randn(shape: (usize, usize, usize, usize), seed: u64, dev: &Device) -> Tensor {
     let mut rng = stream(seed, "bench/input");
     let n = shape.0 * shape.1 * shape.2 * shape.3;
     let values: Vec<f32> = (0..n).map(|_| StandardNormal.sample(&mut rng)).collect();
-    Tensor::from_vec(values, shape, &Device::Cpu).expect("shape matches")
+    Tensor::from_vec(values, shape, dev).expect("shape matches")
 }
 
 fn batches() -> Vec<usize> {
@@ -41,7 +44,19 @@ fn main() {
         arg("--warmup", 1),
         arg("--queue", 65_536),
     );
-    let dev = Device::Cpu;
+    let device: DeviceSpec = arg_parsed("--device").unwrap_or_default();
+    let precision = match arg_parsed::<String>("--precision").as_deref() {
+        Some("bf16") => Precision::Bf16,
+        _ => Precision::F32,
+    };
+    let dev = device.open().expect("device");
+    assert!(
+        precision == Precision::F32 || !dev.is_cpu(),
+        "--precision bf16 needs --device cuda:N: candle's CPU backend has no bf16 matmul"
+    );
+    let _autocast = slicer::model::autocast(precision);
+    let sync = || dev.synchronize().expect("synchronise");
+    let precision_name = format!("{precision:?}").to_lowercase();
     let cfg = ModelConfig {
         d,
         instance_dim: 128,
@@ -67,7 +82,10 @@ fn main() {
             },
             params.len(),
         );
-        let (x1, x2) = (randn((batch, 1, 64, 96), 1), randn((batch, 1, 64, 96), 2));
+        let (x1, x2) = (
+            randn((batch, 1, 64, 96), 1, &dev),
+            randn((batch, 1, 64, 96), 2, &dev),
+        );
         let mut step = 0u64;
         let timed = time_reps(reps, warmup, 0.0, || {
             step += 1;
@@ -85,8 +103,9 @@ fn main() {
             )
             .expect("step");
             sgd.step(&params, &result.grads, 3e-4).expect("optimiser");
+            sync();
         });
-        let fields = serde_json::json!({"bench": "train_step", "d": d, "batch": batch, "input": [64, 96], "queue": queue_size, "optimizer": "sgd", "ema_per_step": 2});
+        let fields = serde_json::json!({"bench": "train_step", "d": d, "batch": batch, "input": [64, 96], "queue": queue_size, "optimizer": "sgd", "ema_per_step": 2, "device": device.to_string(), "precision": precision_name});
         emit(fields, warmup, &timed, batch as f64, "samples/s");
     }
     let infer_batch = arg("--infer-batch", 256);
@@ -101,15 +120,16 @@ fn main() {
             ..cfg.clone()
         };
         let net = SlicerNet::new(&cfg, 64, &mut stream(0, "bench/init"), &dev).expect("model");
-        let x = randn((infer_batch, 1, 64, 96), 3);
+        let x = randn((infer_batch, 1, 64, 96), 3, &dev);
         let timed = time_reps(reps, warmup, 2.0, || {
             let frames = net
                 .encoder
                 .forward(&x, false, &mut Dropout::Off)
                 .expect("forward");
             std::hint::black_box(slicer::model::pool_max_mean(&frames).expect("pool"));
+            sync();
         });
-        let fields = serde_json::json!({"bench": "infer_embed", "d": width, "batch": infer_batch, "input": [64, 96], "mode": "eval"});
+        let fields = serde_json::json!({"bench": "infer_embed", "d": width, "batch": infer_batch, "input": [64, 96], "mode": "eval", "device": device.to_string(), "precision": precision_name});
         emit(fields, warmup, &timed, infer_batch as f64, "embeddings/s");
     }
 }

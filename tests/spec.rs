@@ -214,3 +214,27 @@ fn hash_follows_the_resolved_values() {
     let d = load(MINIMAL, &["output.root=/elsewhere"]).unwrap().spec;
     assert_eq!(a.hash(), d.hash(), "where results go does not change them");
 }
+
+#[test]
+fn device_and_precision_are_checked_before_any_work() {
+    let e = load(MINIMAL, &["+precision=bf16"]).unwrap_err();
+    assert!(e.key == "precision" && e.message.contains("CUDA"), "{e}");
+    let e = load(MINIMAL, &["+device=tpu:0"]).unwrap_err();
+    assert!(e.message.contains("not a device"), "{e}");
+    let cuda = load(MINIMAL, &["+device=cuda:1"]);
+    if cfg!(feature = "cuda") {
+        assert_eq!(
+            cuda.unwrap().spec.device,
+            slicer::device::DeviceSpec::Cuda(1)
+        );
+    } else {
+        let e = cuda.unwrap_err();
+        assert!(
+            e.key == "device" && e.message.contains("--features cuda"),
+            "{e}"
+        );
+    }
+    // At their defaults they stay out of the resolved spec (and its hash).
+    let resolved = load(MINIMAL, &[]).unwrap().resolved_yaml();
+    assert!(!resolved.contains("device:") && !resolved.contains("precision:"));
+}

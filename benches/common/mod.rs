@@ -122,10 +122,14 @@ pub fn emit(mut fields: serde_json::Value, warmup: usize, reps: &[Rep], work: f6
 
 /// The value after `--name` on the command line, or `default`.
 pub fn arg(name: &str, default: usize) -> usize {
+    arg_parsed(name).unwrap_or(default)
+}
+
+/// The value after `name` on the command line, parsed, if present.
+pub fn arg_parsed<T: std::str::FromStr>(name: &str) -> Option<T> {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }

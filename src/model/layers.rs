@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::Rng;
 
-use super::autocast::{compute_dtype, in_compute_dtype};
+use super::autocast::in_compute_dtype;
 use super::conv::Conv3x3Op;
 use super::fused::{BnReluPool, BnStats};
 
@@ -92,11 +92,11 @@ impl Conv3x3 {
     }
 
     /// `[B, in, H, W] -> [B, out, H, W]`; on CPU in f32 through the im2col + gemm op
-    /// ([`super::conv::Conv3x3Op`]), elsewhere (or under a bf16 [`super::autocast`]) candle's
-    /// `conv2d` in the compute dtype.
+    /// ([`super::conv::Conv3x3Op`]; candle's CPU backend has no bf16 matmul), elsewhere
+    /// candle's `conv2d` in the [`super::autocast`] dtype.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let channels = self.bias.dim(0)?;
-        let y = if x.device().is_cpu() && compute_dtype() == DType::F32 {
+        let y = if x.device().is_cpu() {
             x.contiguous()?
                 .apply_op2(self.weight.as_tensor(), Conv3x3Op)?
         } else {

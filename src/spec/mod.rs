@@ -328,6 +328,13 @@ impl ExperimentSpec {
                 "or run on `cpu` (--device cpu); README section \"GPU\"",
             ));
         }
+        if self.precision == Precision::Bf16 && self.device.is_cpu() {
+            problems.push(Problem::new(
+                "precision",
+                "bf16 needs a CUDA device: candle's CPU backend has no bf16 matmul or convolution",
+                "set `device: cuda:0`, or keep `precision: f32` on the CPU",
+            ));
+        }
         if self.objective.instance_weight == 0.0 && self.objective.cluster_weight == 0.0 {
             problems.push(Problem::new(
                 "objective.cluster_weight",
