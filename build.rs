@@ -1,5 +1,6 @@
-//! Records the rustc version and the locked versions of the crates that decide numerical
-//! results, so every run folder can say exactly what produced it.
+//! Records the rustc version, the locked versions of the crates that decide numerical
+//! results, and the git commit the binary is built from (with a dirty flag), so every run
+//! folder can say exactly what produced it.
 
 use std::process::Command;
 
@@ -18,9 +19,31 @@ const TRACKED: &[&str] = &[
     "hf-hub",
 ];
 
+/// `git <args>` in the package folder, trimmed, if it succeeds.
+fn git(args: &[&str]) -> Option<String> {
+    Command::new("git")
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+}
+
 fn main() {
     println!("cargo:rerun-if-changed=Cargo.lock");
     println!("cargo:rerun-if-changed=build.rs");
+    // The commit moves with HEAD and the branch refs; the dirty flag with the sources.
+    for watched in [".git/HEAD", ".git/refs/heads", "src", "Cargo.toml"] {
+        if std::path::Path::new(watched).exists() {
+            println!("cargo:rerun-if-changed={watched}");
+        }
+    }
+    let commit = git(&["rev-parse", "HEAD"]).unwrap_or_default();
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+        .map_or(String::new(), |s| (!s.is_empty()).to_string());
+    println!("cargo:rustc-env=SLICER_BUILD_COMMIT={commit}");
+    println!("cargo:rustc-env=SLICER_BUILD_DIRTY={dirty}");
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let rustc_version = Command::new(rustc)
         .arg("--version")

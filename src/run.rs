@@ -29,6 +29,13 @@ pub struct Provenance {
     pub git_commit: Option<String>,
     /// Whether tracked files had uncommitted changes.
     pub git_dirty: Option<bool>,
+    /// The commit the running binary was built from (it can differ from `git_commit` when
+    /// the checkout moved on after the build).
+    #[serde(default)]
+    pub build_commit: Option<String>,
+    /// Whether the binary was built from a tree with uncommitted changes.
+    #[serde(default)]
+    pub build_dirty: Option<bool>,
     /// This crate's version.
     pub slicer_version: String,
     /// The compiler that built it.
@@ -88,6 +95,10 @@ impl RunDir {
             overrides: loaded.overrides.clone(),
             git_commit,
             git_dirty,
+            build_commit: Some(env!("SLICER_BUILD_COMMIT"))
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned),
+            build_dirty: env!("SLICER_BUILD_DIRTY").parse().ok(),
             slicer_version: env!("CARGO_PKG_VERSION").to_owned(),
             rustc: env!("SLICER_RUSTC_VERSION").to_owned(),
             dependencies: env!("SLICER_DEPENDENCY_VERSIONS")

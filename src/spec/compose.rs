@@ -28,15 +28,20 @@ pub fn merge(base: &mut Value, patch: Value) {
     }
 }
 
-/// Reads `path` as a YAML tree (a mapping), naming the file and line of a syntax error.
-pub fn read_tree(path: &Path) -> Result<(String, Value), SpecError> {
-    let text = std::fs::read_to_string(path).map_err(|e| SpecError {
+/// The text of the spec file at `path`.
+pub fn read_text(path: &Path) -> Result<String, SpecError> {
+    std::fs::read_to_string(path).map_err(|e| SpecError {
         file: path.to_owned(),
         line: None,
         key: String::new(),
         message: format!("cannot read the spec: {e}"),
         hint: "give the path of a YAML file, e.g. experiments/slicer.yaml".into(),
-    })?;
+    })
+}
+
+/// Reads `path` as a YAML tree (a mapping), naming the file and line of a syntax error.
+pub fn read_tree(path: &Path) -> Result<(String, Value), SpecError> {
+    let text = read_text(path)?;
     let tree: Value = yaml_serde::from_str(&text).map_err(|e| SpecError {
         file: path.to_owned(),
         line: e.location().map(|l| l.line()),

@@ -185,14 +185,7 @@ impl LoadedSpec {
     /// Reads `path`, applies `overrides` and validates every value (paths are checked
     /// separately by [`LoadedSpec::check_paths`]).
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SpecError {
-            file: path.to_owned(),
-            line: None,
-            key: String::new(),
-            message: format!("cannot read the spec: {e}"),
-            hint: "give the path of a YAML file, e.g. experiments/slicer.yaml".into(),
-        })?;
-        Self::from_text(path, text, overrides)
+        Self::from_text(path, compose::read_text(path)?, overrides)
     }
 
     /// Like [`LoadedSpec::load`] for text already in memory; `path` is used in messages and
