@@ -40,8 +40,16 @@ fn main() {
         }
     }
     let commit = git(&["rev-parse", "HEAD"]).unwrap_or_default();
-    let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-        .map_or(String::new(), |s| (!s.is_empty()).to_string());
+    // Result files are outputs, not sources: they do not make a build dirty.
+    let dirty = git(&[
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        ".",
+        ":(exclude)results",
+    ])
+    .map_or(String::new(), |s| (!s.is_empty()).to_string());
     println!("cargo:rustc-env=SLICER_BUILD_COMMIT={commit}");
     println!("cargo:rustc-env=SLICER_BUILD_DIRTY={dirty}");
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());

@@ -27,7 +27,7 @@ pub struct Provenance {
     pub overrides: Vec<String>,
     /// `git rev-parse HEAD` of the working directory, if it is a repository.
     pub git_commit: Option<String>,
-    /// Whether tracked files had uncommitted changes.
+    /// Whether tracked files outside `results/` had uncommitted changes.
     pub git_dirty: Option<bool>,
     /// The commit the running binary was built from (it can differ from `git_commit` when
     /// the checkout moved on after the build).
@@ -194,7 +194,14 @@ fn git_state() -> (Option<String>, Option<bool>) {
     let commit = run(&["rev-parse", "HEAD"]);
     let dirty = commit
         .as_ref()
-        .and(run(&["status", "--porcelain", "--untracked-files=no"]))
+        .and(run(&[
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            ":(exclude)results",
+        ]))
         .map(|s| !s.is_empty());
     (commit, dirty)
 }
