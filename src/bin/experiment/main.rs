@@ -184,6 +184,12 @@ fn run_suite(cli: &Cli, path: &Path) -> anyhow::Result<()> {
         dir.join("lape_table.md").display(),
         table.to_markdown()
     );
+    let root = &suite.members[0].spec.spec.output.root;
+    write_summary(root)?;
+    println!(
+        "LAPE table over every run: {}",
+        root.join("lape_table.md").display()
+    );
     Ok(())
 }
 
@@ -326,6 +332,17 @@ fn evaluate(
 
 /// Rebuilds the LAPE table from every run under `root` and prints it.
 fn summary(root: &std::path::Path) -> anyhow::Result<()> {
+    let table = write_summary(root)?;
+    println!(
+        "LAPE table, test accuracy % (mean ± std over probe seeds), newest run of each spec; written to {}:\n\n{}",
+        root.join("lape_table.md").display(),
+        table.to_markdown()
+    );
+    Ok(())
+}
+
+/// Writes the LAPE table over every run under `root` (`lape_table.{md,parquet}`).
+fn write_summary(root: &std::path::Path) -> anyhow::Result<slicer::eval::LapeTable> {
     let scores = latest_scores(root)?;
     if scores.is_empty() {
         anyhow::bail!(
@@ -335,10 +352,5 @@ fn summary(root: &std::path::Path) -> anyhow::Result<()> {
     }
     let table = lape_table(&scores);
     table.write(root)?;
-    println!(
-        "LAPE table, test accuracy % (mean ± std over probe seeds), newest run of each spec; written to {}:\n\n{}",
-        root.join("lape_table.md").display(),
-        table.to_markdown()
-    );
-    Ok(())
+    Ok(table)
 }
