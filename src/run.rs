@@ -119,38 +119,35 @@ impl RunDir {
 
     /// Opens an existing run folder (to resume it).
     pub fn open(path: &Path) -> Result<Self> {
-        let provenance = path.join("run.json");
-        let text = std::fs::read_to_string(&provenance).map_err(|e| Error::io(&provenance, e))?;
-        let parsed: Provenance = serde_json::from_str(&text).map_err(|e| {
+        let run = Self {
+            id: String::new(),
+            path: path.to_owned(),
+        };
+        Ok(Self {
+            id: run.provenance()?.run_id,
+            ..run
+        })
+    }
+
+    /// The folder's `run.json`.
+    pub fn provenance(&self) -> Result<Provenance> {
+        let path = self.file("run.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| {
             Error::Invalid(format!(
                 "{}: not a run folder's run.json: {e}",
-                provenance.display()
+                path.display()
             ))
-        })?;
-        Ok(Self {
-            id: parsed.run_id,
-            path: path.to_owned(),
         })
     }
 
     /// The run folders under `<results_root>/runs` made by the spec hashing to `spec_hash`
     /// (full hex), oldest first.
     pub fn of_spec(results_root: &Path, spec_hash: &str) -> Result<Vec<Self>> {
-        let runs = results_root.join("runs");
-        let entries = match std::fs::read_dir(&runs) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(&runs, e)),
-        };
-        let mut dirs: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.join("run.json").is_file())
-            .collect();
-        dirs.sort();
         let mut out = Vec::new();
-        for dir in dirs {
-            let run = Self::open(&dir)?;
-            if run.read_json::<Provenance>("run.json")?.spec_hash == spec_hash {
+        for path in run_folders_with(results_root, "run.json")? {
+            let run = Self::open(&path)?;
+            if run.provenance()?.spec_hash == spec_hash {
                 out.push(run);
             }
         }
@@ -180,6 +177,23 @@ impl RunDir {
     pub fn file(&self, name: impl AsRef<Path>) -> PathBuf {
         self.path.join(name)
     }
+}
+
+/// The folders under `<results_root>/runs` that hold `file`, oldest (by name) first; none
+/// when there is no `runs` folder yet.
+pub fn run_folders_with(results_root: &Path, file: &str) -> Result<Vec<PathBuf>> {
+    let runs = results_root.join("runs");
+    let entries = match std::fs::read_dir(&runs) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&runs, e)),
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join(file).is_file())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
 }
 
 fn git_state() -> (Option<String>, Option<bool>) {

@@ -195,12 +195,15 @@ impl Suite {
 }
 
 impl SuiteMember {
+    /// The run folders of this member's exact spec, oldest first.
+    pub fn runs(&self) -> Result<Vec<RunDir>> {
+        let spec = &self.spec.spec;
+        RunDir::of_spec(&spec.output.root, &spec.hash())
+    }
+
     /// The newest run of this member's exact spec that finished every stage.
     pub fn scored_run(&self) -> Result<Option<RunDir>> {
-        let spec = &self.spec.spec;
-        Ok(RunDir::of_spec(&spec.output.root, &spec.hash())?
-            .into_iter()
-            .rfind(RunDir::is_scored))
+        Ok(self.runs()?.into_iter().rfind(RunDir::is_scored))
     }
 }
 

@@ -72,17 +72,7 @@ pub struct LapeTable {
 
 /// Every score of the newest scored run of each spec (name and hash) under `results_root/runs`.
 pub fn latest_scores(results_root: &Path) -> Result<Vec<ScoreRow>> {
-    let runs = results_root.join("runs");
-    let entries = match std::fs::read_dir(&runs) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(&runs, e)),
-    };
-    let mut dirs: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("scores.parquet").is_file())
-        .collect();
-    dirs.sort();
+    let dirs = crate::run::run_folders_with(results_root, "scores.parquet")?;
     let mut newest: BTreeMap<(String, String), Vec<ScoreRow>> = BTreeMap::new();
     for dir in dirs {
         let rows = read_scores(&dir.join("scores.parquet"))?;

@@ -157,8 +157,7 @@ fn run_suite(cli: &Cli, path: &Path) -> anyhow::Result<()> {
                 suite.members.len(),
                 member.name
             );
-            let spec = &member.spec.spec;
-            let runs = RunDir::of_spec(&spec.output.root, &spec.hash())?;
+            let runs = member.runs()?;
             let scored = runs.iter().rfind(|r| r.is_scored());
             let resumable = runs.last().filter(|r| r.file("norm_stats.json").is_file());
             match (scored, resumable) {
