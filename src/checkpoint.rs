@@ -54,6 +54,30 @@ impl CheckpointTensors {
 /// Named tensors for one checkpoint file.
 pub type NamedTensors = Vec<(String, Tensor)>;
 
+/// A hex blake3 digest of checkpoint files (stems, tensor names, shapes and values as f32,
+/// in order): equal digests mean the same training state. Multi-rank jobs compare it across
+/// ranks (see [`crate::distributed::ensure_in_sync`]).
+pub fn digest(files: &[(&str, NamedTensors)]) -> Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    for (stem, tensors) in files {
+        hasher.update(stem.as_bytes());
+        for (name, t) in tensors {
+            hasher.update(name.as_bytes());
+            for d in t.dims() {
+                hasher.update(&(*d as u64).to_le_bytes());
+            }
+            let values: Vec<f32> = t
+                .to_dtype(candle_core::DType::F32)
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1())
+                .map_err(Error::tensor)?;
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            hasher.update(&bytes);
+        }
+    }
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
 fn candle_err(path: &Path) -> impl Fn(candle_core::Error) -> Error + '_ {
     move |e| Error::Invalid(format!("{}: {e}", path.display()))
 }

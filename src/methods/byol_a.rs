@@ -128,14 +128,14 @@ impl Learner for ByolALearner {
         x2: &Tensor,
         _comm: &dyn Communicator,
         seed: u64,
-        step: u64,
+        draw: u64,
     ) -> Result<LearnerStep> {
         let (x1, x2) = if self.cfg.post_norm {
             normalize_pair(x1, x2)?
         } else {
             (x1.clone(), x2.clone())
         };
-        let [mut s1, mut s2, mut t2, mut t1] = dropout_streams(seed, step);
+        let [mut s1, mut s2, mut t2, mut t1] = dropout_streams(seed, draw);
         let p1 = self
             .predictor
             .forward(&self.online.project(&x1, &mut Dropout::Sample(&mut s1))?)?;
@@ -189,6 +189,10 @@ impl Learner for ByolALearner {
                 network_state(&self.target.encoder, &self.target.head_params())?,
             ),
         ])
+    }
+
+    fn encoders(&self) -> Vec<&Encoder> {
+        vec![&self.online.encoder, &self.target.encoder]
     }
 
     fn restore(&mut self, saved: &CheckpointTensors) -> crate::Result<()> {

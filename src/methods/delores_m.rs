@@ -123,9 +123,9 @@ impl Learner for DeloresMLearner {
         x2: &Tensor,
         comm: &dyn Communicator,
         seed: u64,
-        step: u64,
+        draw: u64,
     ) -> Result<LearnerStep> {
-        let [mut s1, _, mut t2, _] = dropout_streams(seed, step);
+        let [mut s1, _, mut t2, _] = dropout_streams(seed, draw);
         let (q, student_blocks) = self.student.forward(x1, &mut Dropout::Sample(&mut s1))?;
         let (k, teacher_blocks) = self.teacher.forward(x2, &mut Dropout::Sample(&mut t2))?;
         let k = k.detach();
@@ -180,6 +180,10 @@ impl Learner for DeloresMLearner {
             ),
             ("queue", self.queue.state()?),
         ])
+    }
+
+    fn encoders(&self) -> Vec<&Encoder> {
+        vec![&self.student.encoder, &self.teacher.encoder]
     }
 
     fn restore(&mut self, saved: &CheckpointTensors) -> crate::Result<()> {

@@ -97,9 +97,9 @@ impl Learner for DeloresSLearner {
         x2: &Tensor,
         _comm: &dyn Communicator,
         seed: u64,
-        step: u64,
+        draw: u64,
     ) -> Result<LearnerStep> {
-        let [mut s1, mut s2, _, _] = dropout_streams(seed, step);
+        let [mut s1, mut s2, _, _] = dropout_streams(seed, draw);
         let z1 = self.embed(x1, &mut Dropout::Sample(&mut s1))?;
         let z2 = self.embed(x2, &mut Dropout::Sample(&mut s2))?;
         let loss = barlow_twins(&z1, &z2, self.cfg.weight())?;
@@ -126,6 +126,10 @@ impl Learner for DeloresSLearner {
             "student",
             network_state(&self.encoder, &self.head_params())?,
         )])
+    }
+
+    fn encoders(&self) -> Vec<&Encoder> {
+        vec![&self.encoder]
     }
 
     fn restore(&mut self, saved: &CheckpointTensors) -> crate::Result<()> {

@@ -87,14 +87,14 @@ pub trait Learner {
 
     /// Forwards, losses and backward on this rank's part of a batch of two views
     /// (`[B, 1, n_mels, T]` each); keys for a queue are gathered over `comm`. `seed` and
-    /// `step` select the dropout streams.
+    /// `draw` select the dropout streams (see [`crate::train::rank_draw`]).
     fn step(
         &mut self,
         x1: &Tensor,
         x2: &Tensor,
         comm: &dyn Communicator,
         seed: u64,
-        step: u64,
+        draw: u64,
     ) -> Result<LearnerStep>;
 
     /// Runs after the optimiser update (the EMA of a teacher).
@@ -103,6 +103,9 @@ pub trait Learner {
     /// The checkpoint files: `student` (with the encoder under `encoder.`), and `teacher`
     /// and `queue` where the method has them.
     fn checkpoint(&self) -> Result<Vec<(&'static str, NamedTensors)>>;
+
+    /// The encoders whose BatchNorm running statistics the learner updates (student first).
+    fn encoders(&self) -> Vec<&Encoder>;
 
     /// Restores the state [`Learner::checkpoint`] wrote.
     fn restore(&mut self, saved: &CheckpointTensors) -> crate::Result<()>;

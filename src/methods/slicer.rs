@@ -8,7 +8,7 @@ use crate::checkpoint::{CheckpointTensors, NamedTensors};
 use crate::distributed::Communicator;
 use crate::error::Error;
 use crate::loss::cluster_usage_entropy;
-use crate::model::{KeyQueue, SlicerNet};
+use crate::model::{Encoder, KeyQueue, SlicerNet};
 use crate::spec::ExperimentSpec;
 use crate::train::{dropout_streams, slicer_step, Fidelity, ObjectiveConfig, StepDropout};
 
@@ -56,9 +56,9 @@ impl Learner for SlicerLearner {
         x2: &Tensor,
         comm: &dyn Communicator,
         seed: u64,
-        step: u64,
+        draw: u64,
     ) -> Result<LearnerStep> {
-        let mut streams = dropout_streams(seed, step);
+        let mut streams = dropout_streams(seed, draw);
         let result = slicer_step(
             &self.cfg,
             &self.student,
@@ -91,6 +91,10 @@ impl Learner for SlicerLearner {
             ("teacher", self.teacher.state()?),
             ("queue", self.queue.state()?),
         ])
+    }
+
+    fn encoders(&self) -> Vec<&Encoder> {
+        vec![&self.student.encoder, &self.teacher.encoder]
     }
 
     fn restore(&mut self, saved: &CheckpointTensors) -> crate::Result<()> {

@@ -51,7 +51,8 @@ pub struct BatchPlan {
     /// Master seed.
     pub seed: u64,
     /// This process's rank and the number of ranks: each rank prepares its own
-    /// `batch_size / world` clips of every global batch (1 rank: the whole batch).
+    /// `batch_size / world` clips of every global batch (1 rank: the whole batch), with
+    /// its own augmentation stream; crops stay a function of the clip's global position.
     pub shard: (usize, usize),
 }
 
@@ -115,10 +116,11 @@ impl BatchPlan {
                     _ => None,
                 };
                 let mut views = TwoViews::new(self.augment.clone(), kmix, n_mels, frames);
-                let mut rng = stream_indexed(self.seed, "train/augment", e as u64);
+                let (rank, world) = self.shard;
+                let draw = super::step::rank_draw(e as u64, rank, world);
+                let mut rng = stream_indexed(self.seed, "train/augment", draw);
                 let order = self.order(e);
                 let first = if e == epoch { step_in_epoch } else { 0 };
-                let (rank, world) = self.shard;
                 let per_rank = self.batch_size / world;
                 for s in 0..self.steps_per_epoch() {
                     let offset = s * self.batch_size + rank * per_rank;

@@ -7,9 +7,9 @@ mod trainer;
 
 pub use batches::{fit_centroids, Batch, BatchPlan};
 pub use config::TrainConfig;
-pub use trainer::{pretrain, Pretrained};
+pub use trainer::{pretrain, pretrain_on, Pretrained};
 
 pub use step::{
-    dropout_streams, slicer_step, Fidelity, InstanceLoss, ObjectiveConfig, StepDropout, StepLosses,
-    StepResult,
+    dropout_streams, rank_draw, slicer_step, Fidelity, InstanceLoss, ObjectiveConfig, StepDropout,
+    StepLosses, StepResult,
 };

@@ -88,10 +88,17 @@ pub struct StepDropout<'a> {
     pub teacher_v1: Dropout<'a>,
 }
 
-/// The four seeded dropout streams of training step `step` under master `seed`.
-pub fn dropout_streams(seed: u64, step: u64) -> [rand_chacha::ChaCha8Rng; 4] {
+/// The four seeded dropout streams of draw `draw` under master `seed`.
+pub fn dropout_streams(seed: u64, draw: u64) -> [rand_chacha::ChaCha8Rng; 4] {
     ["s1", "s2", "t2", "t1"]
-        .map(|k| crate::rng::stream_indexed(seed, &format!("train/dropout/{k}"), step))
+        .map(|k| crate::rng::stream_indexed(seed, &format!("train/dropout/{k}"), draw))
+}
+
+/// The index of the random draws (dropout, augmentation) of `rank` at `step` (or epoch) of a
+/// `world`-rank job: the ranks interleave, so each draws its own masks and augmentations
+/// instead of repeating rank 0's on other clips, and a one-process run draws index `step`.
+pub fn rank_draw(step: u64, rank: usize, world: usize) -> u64 {
+    step * world as u64 + rank as u64
 }
 
 impl<'a> StepDropout<'a> {

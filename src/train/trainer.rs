@@ -9,11 +9,13 @@ use std::time::Instant;
 use candle_core::Tensor;
 
 use super::batches::{fit_centroids, BatchPlan};
+use super::step::rank_draw;
 use crate::checkpoint::{self, TrainState};
 use crate::data::{load_clips, pretrain_clips};
-use crate::distributed::average_gradients;
+use crate::distributed::{average_gradients, average_running_stats, ensure_in_sync, Communicator};
 use crate::error::{Error, Result};
 use crate::features::{LogMelFrontend, NormStats};
+use crate::methods::Learner;
 use crate::optim::Optimizer;
 use crate::progress::Progress;
 use crate::results::{write_metrics, MetricRow};
@@ -26,10 +28,14 @@ pub struct Pretrained {
     pub steps: u64,
     /// The step's metrics, in order.
     pub metrics: Vec<MetricRow>,
+    /// Digest of the final training state ([`checkpoint::digest`]); equal on every rank.
+    pub state_digest: String,
 }
 
 /// Pre-trains per `spec` in `run_dir` (checkpoints in `run_dir/checkpoints`, metrics in
-/// `run_dir/metrics.parquet`). With `resume`, continues from the newest checkpoint there.
+/// `run_dir/metrics.parquet`) on the spec's device, as one rank of the job `experiment
+/// launch` started or as the only process. With `resume`, continues from the newest
+/// checkpoint there.
 pub fn pretrain(
     spec: &ExperimentSpec,
     run_dir: &Path,
@@ -38,6 +44,31 @@ pub fn pretrain(
     progress: &dyn Progress,
 ) -> Result<Pretrained> {
     let device = spec.device.open()?;
+    let comm = crate::distributed::from_env(&device)?;
+    pretrain_on(
+        spec,
+        run_dir,
+        norm,
+        resume,
+        progress,
+        &device,
+        comm.as_ref(),
+    )
+}
+
+/// [`pretrain`] as rank `comm.rank()` of `comm.world_size()` on `device`: each rank trains on
+/// its shard of every batch, and only rank 0 writes. At every checkpoint the ranks check that
+/// their states are identical ([`crate::distributed::ensure_in_sync`]).
+pub fn pretrain_on(
+    spec: &ExperimentSpec,
+    run_dir: &Path,
+    norm: NormStats,
+    resume: bool,
+    progress: &dyn Progress,
+    device: &candle_core::Device,
+    comm: &dyn Communicator,
+) -> Result<Pretrained> {
+    let device = device.clone();
     let _precision = crate::model::autocast(spec.precision);
     let cfg = &spec.train;
     let n_mels = spec.frontend.n_mels;
@@ -67,7 +98,6 @@ pub fn pretrain(
         None => None,
     };
 
-    let comm = crate::distributed::from_env(&device)?;
     let (rank, world) = (comm.rank(), comm.world_size());
     if cfg.batch_size % world != 0 {
         return Err(Error::Invalid(format!(
@@ -148,9 +178,15 @@ pub fn pretrain(
         let x2 = Tensor::from_vec(batch.view2, shape, &device).map_err(Error::tensor)?;
         let lr = spec.schedule.lr(spec.optimizer.lr(), state.step, total);
         let mut result = learner
-            .step(&x1, &x2, comm.as_ref(), spec.seed, state.step)
+            .step(
+                &x1,
+                &x2,
+                comm,
+                spec.seed,
+                rank_draw(state.step, rank, world),
+            )
             .map_err(Error::tensor)?;
-        average_gradients(comm.as_ref(), &params, &mut result.grads).map_err(Error::tensor)?;
+        average_gradients(comm, &params, &mut result.grads).map_err(Error::tensor)?;
         let l = result.losses;
         if !l.total.is_finite() {
             let kept = checkpoint::list(&ckpt_root)?
@@ -166,6 +202,7 @@ pub fn pretrain(
             .step(&params, &result.grads, lr)
             .map_err(Error::tensor)?;
         learner.after_update().map_err(Error::tensor)?;
+        average_running_stats(comm, &learner.encoders()).map_err(Error::tensor)?;
         let elapsed = last.elapsed().as_secs_f64();
         last = Instant::now();
         state.step += 1;
@@ -190,13 +227,16 @@ pub fn pretrain(
         ));
         progress.advance(1);
         metrics.push(row);
-        // Every rank holds the same weights, optimiser state and queue; rank 0 saves them.
-        if rank == 0 && (state.step % cfg.checkpoint_every == 0 || state.step == total) {
-            let mut files = learner.checkpoint().map_err(Error::tensor)?;
-            files.push(("optimizer", optimizer.state()));
-            let dir = checkpoint::save(&ckpt_root, &state, files, &metrics, cfg.keep_last)?;
-            write_metrics(&run_dir.join("metrics.parquet"), &metrics)?;
-            tracing::info!("step {}: checkpoint {}", state.step, dir.display());
+        // Every rank holds the same weights, optimiser state and queue (checked here);
+        // rank 0 saves them.
+        if state.step % cfg.checkpoint_every == 0 || state.step == total {
+            let files = training_state(learner.as_ref(), &optimizer)?;
+            ensure_in_sync(comm, &checkpoint::digest(&files)?, state.step, &device)?;
+            if rank == 0 {
+                let dir = checkpoint::save(&ckpt_root, &state, files, &metrics, cfg.keep_last)?;
+                write_metrics(&run_dir.join("metrics.parquet"), &metrics)?;
+                tracing::info!("step {}: checkpoint {}", state.step, dir.display());
+            }
         }
     }
     drop(batches);
@@ -204,8 +244,25 @@ pub fn pretrain(
         .join()
         .map_err(|_| Error::Invalid("the data thread panicked".into()))?;
     progress.finish();
+    let state_digest = checkpoint::digest(&training_state(learner.as_ref(), &optimizer)?)?;
+    tracing::info!(
+        "rank {rank} of {world}: {} steps, final state {}",
+        state.step,
+        &state_digest[..16]
+    );
     Ok(Pretrained {
         steps: state.step,
         metrics,
+        state_digest,
     })
+}
+
+/// Everything a checkpoint holds: the learner's files and the optimiser state.
+fn training_state(
+    learner: &dyn Learner,
+    optimizer: &Optimizer,
+) -> Result<Vec<(&'static str, checkpoint::NamedTensors)>> {
+    let mut files = learner.checkpoint().map_err(Error::tensor)?;
+    files.push(("optimizer", optimizer.state()));
+    Ok(files)
 }
