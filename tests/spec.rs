@@ -213,6 +213,14 @@ fn hash_follows_the_resolved_values() {
     assert_ne!(a.hash(), c.hash());
     let d = load(MINIMAL, &["output.root=/elsewhere"]).unwrap().spec;
     assert_eq!(a.hash(), d.hash(), "where results go does not change them");
+    // One augmentation worker is every run made before the key existed; more change the
+    // augmentations, so they change the hash.
+    let one = load(MINIMAL, &["+train.workers=1"]).unwrap().spec;
+    let four = load(MINIMAL, &["+train.workers=4"]).unwrap().spec;
+    assert_eq!(a.hash(), one.hash());
+    assert_ne!(a.hash(), four.hash());
+    let e = load(MINIMAL, &["+train.workers=0"]).unwrap_err();
+    assert_eq!(e.key, "train.workers", "{e}");
 }
 
 #[test]

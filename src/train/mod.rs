@@ -3,10 +3,12 @@
 mod batches;
 mod config;
 mod step;
+mod throughput;
 mod trainer;
 
-pub use batches::{fit_centroids, Batch, BatchPlan};
+pub use batches::{fit_centroids, Batch, BatchPlan, Batches};
 pub use config::TrainConfig;
+pub use throughput::{throughput, Throughput};
 pub use trainer::{pretrain, pretrain_on, Pretrained};
 
 pub use step::{

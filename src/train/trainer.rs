@@ -155,6 +155,7 @@ pub fn pretrain_on(
         epochs: cfg.epochs,
         seed: spec.seed,
         shard: (rank, world),
+        workers: cfg.workers,
     };
     let steps_per_epoch = plan.steps_per_epoch();
     let total = cfg
@@ -164,11 +165,11 @@ pub fn pretrain_on(
     let frames = spec.frontend.n_frames(window);
     progress.start("pretrain", total);
     progress.advance(state.step);
-    let (batches, producer) = plan.spawn(state.epoch, state.step_in_epoch, cfg.prefetch);
+    let mut batches = plan.spawn(state.epoch, state.step_in_epoch, cfg.prefetch);
     let mut last = Instant::now();
     loop {
         let waiting = Instant::now();
-        let Ok(batch) = batches.recv() else { break };
+        let Some(batch) = batches.recv() else { break };
         let data_wait_s = waiting.elapsed().as_secs_f64();
         if state.step >= total {
             break;
@@ -239,10 +240,7 @@ pub fn pretrain_on(
             }
         }
     }
-    drop(batches);
-    producer
-        .join()
-        .map_err(|_| Error::Invalid("the data thread panicked".into()))?;
+    batches.finish()?;
     progress.finish();
     let state_digest = checkpoint::digest(&training_state(learner.as_ref(), &optimizer)?)?;
     tracing::info!(

@@ -242,8 +242,16 @@ fn run_spec(loaded: &LoadedSpec, stage: Stage, resume: Option<&Path>) -> anyhow:
                 } else {
                     String::new()
                 };
+                let speed = slicer::train::throughput(&trained.metrics, spec.train.batch_size)
+                    .map_or(String::new(), |t| {
+                        format!(
+                            "; {:.1} clips/s (median step), waited for data {:.1}% of the time",
+                            t.median_clips_per_s,
+                            100.0 * t.data_wait_share
+                        )
+                    });
                 println!(
-                    "pre-training ({}): {} steps, loss {:.4} -> {:.4}{usage}",
+                    "pre-training ({}): {} steps, loss {:.4} -> {:.4}{usage}{speed}",
                     spec.method.name(),
                     trained.steps,
                     first.loss_total,
