@@ -288,3 +288,45 @@ fn a_spec_inherits_its_base_and_overrides_it() {
         "{stdout}"
     );
 }
+
+#[test]
+fn launch_runs_cpu_ranks_that_stay_in_step_and_rank_0_evaluates() {
+    let root = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_experiment"))
+        .args([
+            "launch",
+            "--processes",
+            "2",
+            "experiments/smoke.yaml",
+            "--set",
+        ])
+        .arg(format!("output.root={}", root.path().display()))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUST_LOG", "warn,slicer::train=info")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // Each rank logs the digest of its final state; the trainer also compared them at
+    // every checkpoint (a mismatch fails the job).
+    let digests: Vec<String> = stderr
+        .lines()
+        .filter_map(|l| l.split("final state ").nth(1))
+        .map(|d| d.chars().take(16).collect())
+        .collect();
+    assert_eq!(digests.len(), 2, "{stderr}");
+    assert_eq!(digests[0], digests[1], "{stderr}");
+    let runs: Vec<_> = std::fs::read_dir(root.path().join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1, "one run folder for the whole job");
+    let run = &runs[0];
+    assert!(run.join("scores.parquet").exists(), "rank 0 evaluates");
+    assert!(run.join("checkpoints").read_dir().unwrap().count() > 0);
+    assert!(
+        !run.join("rendezvous").exists(),
+        "the rendezvous file is removed"
+    );
+}

@@ -1,8 +1,9 @@
-//! `experiment launch --gpus N SPEC`: data-parallel pre-training, one process per GPU.
-//! The launcher creates the run folder and the normalisation statistics, then starts one
-//! `experiment SPEC --resume RUN` per rank with the rank, the world size and the NCCL id file
-//! in its environment and only its own GPU visible. Rank 0 trains, evaluates and writes;
-//! the other ranks train and exit (see `slicer::distributed`).
+//! `experiment launch --gpus N SPEC`: data-parallel pre-training, one process per GPU (or
+//! `--processes N` CPU processes joined over loopback TCP, the same path without GPUs). The
+//! launcher creates the run folder and the normalisation statistics, then starts one
+//! `experiment SPEC --resume RUN` per rank with the rank, the world size and the rendezvous
+//! file in its environment, and only its own GPU visible. Rank 0 trains, evaluates and
+//! writes; the other ranks train and exit (see `slicer::distributed`).
 
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -10,7 +11,7 @@ use std::process::{Child, Command};
 use anyhow::Context;
 use clap::Args;
 use slicer::device::DeviceSpec;
-use slicer::distributed::{NCCL_ID_VAR, RANK_VAR, WORLD_SIZE_VAR};
+use slicer::distributed::{RANK_VAR, RENDEZVOUS_VAR, WORLD_SIZE_VAR};
 use slicer::pipeline;
 use slicer::run::RunDir;
 use slicer::spec::LoadedSpec;
@@ -20,10 +21,20 @@ use crate::bars::Bars;
 /// `experiment launch` arguments.
 #[derive(Debug, Args)]
 pub struct LaunchArgs {
-    /// Number of GPUs, one process each (needs the `nccl` feature for more than one).
+    /// Number of GPUs, one process each (needs the `nccl` feature for more than one); the
+    /// spec's `device` must be `cuda:0` (rank r runs on the r-th GPU).
+    #[arg(
+        long,
+        required_unless_present = "processes",
+        conflicts_with = "processes"
+    )]
+    gpus: Option<usize>,
+    /// Number of CPU processes on this machine, for a CPU spec, joined over loopback TCP:
+    /// the multi-process path without GPUs, for tests and debugging. Each gets an equal
+    /// share of the cores (RAYON_NUM_THREADS) unless RAYON_NUM_THREADS is set.
     #[arg(long)]
-    gpus: usize,
-    /// The experiment spec; its `device` must be `cuda:0` (rank r runs on the r-th GPU).
+    processes: Option<usize>,
+    /// The experiment spec.
     spec: PathBuf,
     /// Override a spec value, as for a plain run. Repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -40,23 +51,33 @@ fn visible_device(rank: usize) -> String {
 
 /// Starts the ranks and waits for them; the first failure stops the others.
 pub fn launch(args: LaunchArgs, bars: &Bars) -> anyhow::Result<()> {
-    if args.gpus == 0 {
-        anyhow::bail!("--gpus must be at least 1");
+    let (ranks, on_gpus) = match (args.gpus, args.processes) {
+        (Some(gpus), _) => (gpus, true),
+        (None, processes) => (processes.unwrap_or(0), false),
+    };
+    if ranks == 0 {
+        anyhow::bail!("--gpus or --processes must be at least 1");
     }
     let loaded = LoadedSpec::load(&args.spec, &args.set)?;
     let spec = &loaded.spec;
-    if spec.device != DeviceSpec::Cuda(0) {
+    if on_gpus && spec.device != DeviceSpec::Cuda(0) {
         anyhow::bail!(
-            "{}: launch runs rank r on the r-th GPU and needs `device: cuda:0` (found `{}`); add --set +device=cuda:0",
+            "{}: launch --gpus runs rank r on the r-th GPU and needs `device: cuda:0` (found `{}`); add --set +device=cuda:0",
             args.spec.display(),
             spec.device
         );
     }
-    if spec.train.batch_size % args.gpus != 0 {
+    if !on_gpus && spec.device != DeviceSpec::Cpu {
         anyhow::bail!(
-            "train.batch_size = {} does not split over {} GPUs",
+            "{}: launch --processes runs CPU processes and needs `device: cpu` (found `{}`); use --gpus for a CUDA spec",
+            args.spec.display(),
+            spec.device
+        );
+    }
+    if spec.train.batch_size % ranks != 0 {
+        anyhow::bail!(
+            "train.batch_size = {} does not split over {ranks} ranks",
             spec.train.batch_size,
-            args.gpus
         );
     }
     loaded.check_paths()?;
@@ -65,7 +86,8 @@ pub fn launch(args: LaunchArgs, bars: &Bars) -> anyhow::Result<()> {
     run.write_json("norm_stats.json", &stats)?;
     let exe = std::env::current_exe().context("locating the experiment binary")?;
     let mut children: Vec<(usize, Child)> = Vec::new();
-    for rank in 0..args.gpus {
+    let threads_each = (std::thread::available_parallelism().map_or(1, |n| n.get()) / ranks).max(1);
+    for rank in 0..ranks {
         let mut cmd = Command::new(&exe);
         cmd.arg(&args.spec);
         for s in &args.set {
@@ -76,15 +98,19 @@ pub fn launch(args: LaunchArgs, bars: &Bars) -> anyhow::Result<()> {
             cmd.args(["--stage", "pretrain"]);
         }
         cmd.env(RANK_VAR, rank.to_string())
-            .env(WORLD_SIZE_VAR, args.gpus.to_string())
-            .env(NCCL_ID_VAR, run.file("nccl_id"))
-            .env("CUDA_VISIBLE_DEVICES", visible_device(rank));
+            .env(WORLD_SIZE_VAR, ranks.to_string())
+            .env(RENDEZVOUS_VAR, run.file("rendezvous"));
+        if on_gpus {
+            cmd.env("CUDA_VISIBLE_DEVICES", visible_device(rank));
+        } else if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+            cmd.env("RAYON_NUM_THREADS", threads_each.to_string());
+        }
         let child = cmd
             .spawn()
             .with_context(|| format!("starting rank {rank}"))?;
         children.push((rank, child));
     }
-    println!("launched {} ranks on run {}", args.gpus, run.path.display());
+    println!("launched {ranks} ranks on run {}", run.path.display());
     let mut failed = None;
     while !children.is_empty() {
         let mut still = Vec::new();
