@@ -92,7 +92,7 @@ impl Conv3x3 {
     }
 
     /// `[B, in, H, W] -> [B, out, H, W]`; on CPU in f32 through the im2col + gemm op
-    /// ([`super::conv::Conv3x3Op`]; candle's CPU backend has no bf16 matmul), elsewhere
+    /// (`conv::Conv3x3Op`; candle's CPU backend has no bf16 matmul), elsewhere
     /// candle's `conv2d` in the [`super::autocast`] dtype.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let channels = self.bias.dim(0)?;
@@ -165,7 +165,7 @@ impl BatchNorm2d {
     }
 
     /// BatchNorm, ReLU and 2x2 max pooling (floor). On CPU one fused op
-    /// ([`super::fused::BnReluPool`]); elsewhere the composed layers.
+    /// (`fused::BnReluPool`); elsewhere the composed layers.
     pub fn forward_relu_pool(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         if !x.device().is_cpu() {
             return super::encoder::max_pool_2x2(&self.forward(x, train)?.relu()?);

@@ -22,7 +22,7 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Write a run's encoder (newest checkpoint) as a Hub-ready folder.
     Export {
-        /// The run folder, results/runs/<run-id>.
+        /// The run folder, `results/runs/<run-id>`.
         run_dir: PathBuf,
         /// Output folder (config.json, model.safetensors, README.md).
         out_dir: PathBuf,
