@@ -68,7 +68,6 @@ pub fn pretrain_on(
     device: &candle_core::Device,
     comm: &dyn Communicator,
 ) -> Result<Pretrained> {
-    let device = device.clone();
     let _precision = crate::model::autocast(spec.precision);
     let cfg = &spec.train;
     let n_mels = spec.frontend.n_mels;
@@ -105,7 +104,7 @@ pub fn pretrain_on(
             cfg.batch_size
         )));
     }
-    let mut learner = crate::methods::learner(spec, &device)?;
+    let mut learner = crate::methods::learner(spec, device)?;
     let params = learner.params();
     let mut optimizer = Optimizer::new(spec.optimizer.clone(), params.len());
     let ckpt_root = run_dir.join("checkpoints");
@@ -120,7 +119,7 @@ pub fn pretrain_on(
     let mut metrics: Vec<MetricRow> = Vec::new();
     if resume {
         if let Some(latest) = checkpoint::list(&ckpt_root)?.pop() {
-            let (saved, tensors) = checkpoint::load(&latest, &device)?;
+            let (saved, tensors) = checkpoint::load(&latest, device)?;
             if saved.spec_hash != spec_hash {
                 return Err(Error::Invalid(format!(
                     "{}: the checkpoint was written by spec {} but this spec hashes to {}; resume with the run's own spec.yaml",
@@ -175,8 +174,8 @@ pub fn pretrain_on(
             break;
         }
         let shape = (cfg.batch_size / world, 1, n_mels, frames);
-        let x1 = Tensor::from_vec(batch.view1, shape, &device).map_err(Error::tensor)?;
-        let x2 = Tensor::from_vec(batch.view2, shape, &device).map_err(Error::tensor)?;
+        let x1 = Tensor::from_vec(batch.view1, shape, device).map_err(Error::tensor)?;
+        let x2 = Tensor::from_vec(batch.view2, shape, device).map_err(Error::tensor)?;
         let lr = spec.schedule.lr(spec.optimizer.lr(), state.step, total);
         let mut result = learner
             .step(
@@ -232,7 +231,9 @@ pub fn pretrain_on(
         // rank 0 saves them.
         if state.step % cfg.checkpoint_every == 0 || state.step == total {
             let files = training_state(learner.as_ref(), &optimizer)?;
-            ensure_in_sync(comm, &checkpoint::digest(&files)?, state.step, &device)?;
+            if world > 1 {
+                ensure_in_sync(comm, &checkpoint::digest(&files)?, state.step, device)?;
+            }
             if rank == 0 {
                 let dir = checkpoint::save(&ckpt_root, &state, files, &metrics, cfg.keep_last)?;
                 write_metrics(&run_dir.join("metrics.parquet"), &metrics)?;
