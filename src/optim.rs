@@ -6,11 +6,11 @@ use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
-/// Optimiser choice and hyperparameters (SPEC 8, 13).
+/// Optimiser choice and hyperparameters (docs/method.md §8, 13).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OptimizerConfig {
-    /// AdamW (SPEC 13 default: lr 3e-4, weight decay 0).
+    /// AdamW (docs/method.md §13 default: lr 3e-4, weight decay 0).
     Adamw {
         /// Learning rate.
         #[serde(default = "default_lr")]

@@ -68,7 +68,7 @@ fn make_tasks_layout_loads_tasks_and_pretrain_csv() {
     assert_eq!(
         t.classes,
         vec!["no", "yes"],
-        "classes are sorted, not in set order (SPEC 12.15)"
+        "classes are sorted, not in set order (docs/method.md §12.15)"
     );
     assert_eq!(
         [Split::Train, Split::Valid, Split::Test].map(|s| t.split(s).count()),

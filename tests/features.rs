@@ -1,4 +1,4 @@
-//! The front end against the PyTorch/librosa fixtures (../shared/fixtures/frontend.safetensors).
+//! The front end against the PyTorch/librosa fixtures (tests/fixtures/frontend.safetensors).
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! k-mix (SPEC 3.3): mixup whose partner comes from an acoustic cluster chosen relative to
+//! k-mix (docs/method.md §3.3): mixup whose partner comes from an acoustic cluster chosen relative to
 //! the anchor's, with centroids from our own seeded spherical k-means.
 
 use rand::Rng;
@@ -18,7 +18,7 @@ pub enum PartnerPolicy {
     NearestOther,
 }
 
-/// k-mix parameters (SPEC 3.3, 13).
+/// k-mix parameters (docs/method.md §3.3, 13).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KmixConfig {

@@ -1,4 +1,4 @@
-//! Log-mixup-exp with a FIFO memory bank (SPEC 3.2, BYOL-A's Mixup).
+//! Log-mixup-exp with a FIFO memory bank (docs/method.md §3.2, BYOL-A's Mixup).
 
 use std::collections::VecDeque;
 

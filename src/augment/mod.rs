@@ -1,4 +1,4 @@
-//! The SLICER augmentations (SPEC 3): random-partner log-mixup-exp with a memory bank,
+//! The SLICER augmentations (docs/method.md §3): random-partner log-mixup-exp with a memory bank,
 //! random resize crop, and k-mix (cluster-guided mixup), producing two views per clip.
 
 mod kmix;

@@ -1,4 +1,4 @@
-//! Random resize crop (SPEC 3.1, identical to BYOL-A): paste into a zero canvas, crop a
+//! Random resize crop (docs/method.md §3.1, identical to BYOL-A): paste into a zero canvas, crop a
 //! random box, resize back with bicubic interpolation (A = -0.75, align_corners, clamped
 //! borders) exactly as PyTorch's `F.interpolate(mode='bicubic', align_corners=True)`.
 
@@ -173,7 +173,7 @@ mod tests {
         }
     }
 
-    /// SPEC 3.1 golden test (PyTorch 2.x).
+    /// docs/method.md §3.1 golden test (PyTorch 2.x).
     #[test]
     fn crop_resize_golden() {
         let x: Vec<f32> = (0..64 * 96)

@@ -1,4 +1,4 @@
-//! The two-view chain (SPEC 3.0): each view independently goes Mixup -> RRC -> k-mix (the
+//! The two-view chain (docs/method.md §3.0): each view independently goes Mixup -> RRC -> k-mix (the
 //! toolkit order), or k-mix -> RRC (the research order, where k-mix replaces Mixup).
 
 use rand::Rng;

@@ -9,7 +9,7 @@
 //! the optimiser step, so the students (and therefore the EMA teachers) stay identical;
 //! the keys every rank computes are gathered and enqueued on every rank in rank order, so the
 //! queues stay identical. BatchNorm uses each rank's own part of the batch (no SyncBN, and
-//! no shuffle-BN: SPEC 12.5); its running statistics are averaged over ranks after every
+//! no shuffle-BN: docs/method.md §12.5); its running statistics are averaged over ranks after every
 //! step. Only rank 0 writes checkpoints, metrics and result tables.
 
 mod local;

@@ -40,7 +40,7 @@ struct Workspace {
     mel: Vec<f32>,
 }
 
-/// The log-mel front end of SPEC 2.3.
+/// The log-mel front end of docs/method.md §2.3.
 pub struct LogMelFrontend {
     cfg: FrontendConfig,
     window: Vec<f32>,

@@ -1,4 +1,4 @@
-//! The log-mel front end (SPEC 2.3) and the global normalisation statistics (SPEC 2.4, 13).
+//! The log-mel front end (docs/method.md §2.3) and the global normalisation statistics (docs/method.md §2.4, 13).
 
 mod config;
 mod logmel;

@@ -1,4 +1,4 @@
-//! Global scalar normalisation (SPEC 2.4 option b, the SPEC 13 default): one mean and one
+//! Global scalar normalisation (docs/method.md §2.4 option b, the docs/method.md §13 default): one mean and one
 //! standard deviation over all log-mel values of a seeded sample of training clips, saved
 //! with the run and reused unchanged at evaluation.
 

@@ -1,5 +1,5 @@
-//! The SLICER model: AudioNTT2020Task6 encoder, instance and cluster heads (SPEC 4, 5) and the
-//! MoCo key queue (SPEC 6).
+//! The SLICER model: AudioNTT2020Task6 encoder, instance and cluster heads (docs/method.md §4, 5) and the
+//! MoCo key queue (docs/method.md §6).
 
 mod autocast;
 mod conv;

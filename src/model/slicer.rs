@@ -1,4 +1,4 @@
-//! The SLICER network: encoder, instance projector and cluster projector (SPEC 5), plus its
+//! The SLICER network: encoder, instance projector and cluster projector (docs/method.md §5), plus its
 //! named state (parameters in checkpoint order and BatchNorm buffers).
 
 use candle_core::{Device, Result, Tensor, Var};
@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use super::encoder::{load_params, pool_max_mean, Encoder};
 use super::layers::{Dropout, Linear};
 
-/// Model sizes (SPEC 5, 13).
+/// Model sizes (docs/method.md §5, 13).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
@@ -38,7 +38,7 @@ impl ModelConfig {
     /// Bad values, with keys relative to `model`.
     pub fn problems(&self) -> Vec<crate::spec::Problem> {
         use crate::spec::Problem;
-        const HINT: &str = "SPEC 13: d 2048, instance_dim 128, n_clusters 128";
+        const HINT: &str = "docs/method.md §13: d 2048, instance_dim 128, n_clusters 128";
         let mut p = Problem::zero_counts(&[
             ("d", self.d as u64, HINT),
             ("instance_dim", self.instance_dim as u64, HINT),
@@ -48,7 +48,7 @@ impl ModelConfig {
             p.push(Problem::new(
                 "dropout",
                 format!("{} is not a probability below 1", self.dropout),
-                "SPEC 4 uses 0.3",
+                "docs/method.md §4 uses 0.3",
             ));
         }
         p

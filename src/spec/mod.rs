@@ -1,5 +1,5 @@
 //! Typed experiment specs: YAML in, one sub-struct per component, strict about unknown keys,
-//! defaults from the recommended column of SPEC 13, `--set` overrides, validation before any
+//! defaults from the recommended column of docs/method.md §13, `--set` overrides, validation before any
 //! work, and a canonical hash that names the run.
 //!
 //! YAML is read with `yaml_serde`, the serde_yaml fork maintained by the YAML organisation:
@@ -54,21 +54,21 @@ pub struct ExperimentSpec {
     /// in bf16, BatchNorm statistics, softmax, losses and master weights in f32.
     #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
-    /// Log-mel front end (SPEC 2.3).
+    /// Log-mel front end (docs/method.md §2.3).
     #[serde(default)]
     pub frontend: FrontendConfig,
-    /// Input normalisation (SPEC 2.4).
+    /// Input normalisation (docs/method.md §2.4).
     #[serde(default)]
     pub normalization: NormalizationConfig,
     /// Pre-training corpus and downstream tasks.
     pub data: DataConfig,
-    /// Encoder and head sizes (SPEC 4, 5).
+    /// Encoder and head sizes (docs/method.md §4, 5).
     #[serde(default)]
     pub model: ModelConfig,
-    /// Augmentations (SPEC 3).
+    /// Augmentations (docs/method.md §3).
     #[serde(default)]
     pub augment: AugmentConfig,
-    /// Losses, EMA, queue and fidelity (SPEC 6, 7); DeLoRes-M takes its EMA momentum, queue
+    /// Losses, EMA, queue and fidelity (docs/method.md §6, 7); DeLoRes-M takes its EMA momentum, queue
     /// and temperature from here too.
     #[serde(default)]
     pub objective: ObjectiveConfig,
@@ -78,7 +78,7 @@ pub struct ExperimentSpec {
     /// DeLoRes' projectors and Barlow-Twins weight (used by `delores_s` and `delores_m`).
     #[serde(default)]
     pub delores: DeloresConfig,
-    /// Optimiser (SPEC 8, 13).
+    /// Optimiser (docs/method.md §8, 13).
     #[serde(default)]
     pub optimizer: OptimizerConfig,
     /// Learning-rate schedule.
@@ -87,10 +87,10 @@ pub struct ExperimentSpec {
     /// Pre-training loop.
     #[serde(default)]
     pub train: TrainConfig,
-    /// Which encoders are evaluated, and how their embeddings are made (SPEC 9.3).
+    /// Which encoders are evaluated, and how their embeddings are made (docs/method.md §9.3).
     #[serde(default)]
     pub eval: EvalConfig,
-    /// Probe protocols and hyperparameters (SPEC 9.2, 9.3).
+    /// Probe protocols and hyperparameters (docs/method.md §9.2, 9.3).
     #[serde(default)]
     pub probe: ProbeConfig,
     /// Where runs and caches are written.
@@ -290,7 +290,7 @@ impl ExperimentSpec {
             problems.push(Problem::new(
                 format!("frontend.{field}"),
                 message,
-                "SPEC 2.3 gives the standard values",
+                "docs/method.md §2.3 gives the standard values",
             ));
         }
         problems.extend(
@@ -339,7 +339,7 @@ impl ExperimentSpec {
             problems.push(Problem::new(
                 "objective.queue_size",
                 format!("{} is not a multiple of train.batch_size ({})", self.objective.queue_size, self.train.batch_size),
-                "the queue is written in whole batches (SPEC 6); e.g. 65536 with a power-of-two batch",
+                "the queue is written in whole batches (docs/method.md §6); e.g. 65536 with a power-of-two batch",
             ));
         }
         if !self

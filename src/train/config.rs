@@ -8,9 +8,9 @@ use crate::spec::Problem;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
-    /// Passes over the pre-training corpus (SPEC 8: 50).
+    /// Passes over the pre-training corpus (docs/method.md §8: 50).
     pub epochs: usize,
-    /// Clips per step (SPEC 13: 512 global).
+    /// Clips per step (docs/method.md §13: 512 global).
     pub batch_size: usize,
     /// Stop after this many steps even if epochs remain (`null`: run every epoch).
     pub max_steps: Option<u64>,
@@ -22,7 +22,7 @@ pub struct TrainConfig {
     pub prefetch: usize,
     /// Augmentation workers: each prepares whole batches (worker w takes steps w, w+N, ...)
     /// with its own Mixup/k-mix banks and random stream, as the official DataLoader's
-    /// workers do (SPEC 2.4: 4 per process). More workers feed a fast device; 1 (the CPU
+    /// workers do (docs/method.md §2.4: 4 per process). More workers feed a fast device; 1 (the CPU
     /// default) is one bank over the whole epoch. Left out of the spec hash at 1.
     #[serde(skip_serializing_if = "is_one")]
     pub workers: usize,
@@ -50,7 +50,7 @@ impl TrainConfig {
     /// Bad values, with keys relative to `train`.
     pub fn problems(&self) -> Vec<Problem> {
         let mut p = Problem::zero_counts(&[
-            ("epochs", self.epochs as u64, "SPEC 8 uses 50"),
+            ("epochs", self.epochs as u64, "docs/method.md §8 uses 50"),
             ("checkpoint_every", self.checkpoint_every, "e.g. 100"),
             ("keep_last", self.keep_last as u64, "e.g. 3"),
             ("prefetch", self.prefetch as u64, "e.g. 4"),
@@ -64,7 +64,7 @@ impl TrainConfig {
             p.push(Problem::new(
                 "batch_size",
                 "must be at least 2 (BatchNorm and the cluster loss need a batch)",
-                "SPEC 13 uses 512",
+                "docs/method.md §13 uses 512",
             ));
         }
         p

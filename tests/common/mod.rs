@@ -3,14 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-/// `../shared/fixtures` beside the checkout (or `$SLICER_FIXTURES`).
+/// The repository's `tests/fixtures` (or `$SLICER_FIXTURES`).
 pub fn fixtures_dir() -> PathBuf {
     let dir = std::env::var_os("SLICER_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"));
     assert!(
         dir.is_dir(),
-        "fixtures not found at {}; set SLICER_FIXTURES to the shared/fixtures folder",
+        "fixtures not found at {}; they ship in tests/fixtures (or set SLICER_FIXTURES)",
         dir.display()
     );
     dir

@@ -1,7 +1,7 @@
 //! LibriSpeech train-clean-100 speaker identification: `<speaker>/<chapter>/*.flac` under
 //! `root/LibriSpeech/train-clean-100`, `root/train-clean-100` or `root` itself.
 //!
-//! The label is the speaker (251 classes). LAPE's CSV has 585 classes (SPEC 9.4), a
+//! The label is the speaker (251 classes). LAPE's CSV has 585 classes (docs/method.md §9.4), a
 //! granularity nobody has documented, so it cannot be rebuilt; speakers are the standard
 //! choice. LibriSpeech has no speaker-ID split: each speaker's utterances are hashed 80/10/10
 //! into train/valid/test, so every speaker is in every split.
