@@ -17,7 +17,9 @@ use slicer::model::Precision;
 use slicer::model::{Dropout, KeyQueue, ModelConfig, SlicerNet};
 use slicer::optim::{Optimizer, OptimizerConfig};
 use slicer::rng::stream;
-use slicer::train::{dropout_streams, slicer_step, Fidelity, ObjectiveConfig, StepDropout};
+use slicer::train::{
+    dropout_streams, slicer_step, Fidelity, ObjectiveConfig, StepBatch, StepDropout,
+};
 
 fn randn(shape: (usize, usize, usize, usize), seed: u64, dev: &Device) -> Tensor {
     let mut rng = stream(seed, "bench/input");
@@ -91,14 +93,22 @@ fn main() {
             step += 1;
             let mut streams = dropout_streams(0, step);
             let dropout = StepDropout::sampled(&mut streams);
+            let clips: Vec<usize> = (0..batch).collect();
+            let input = StepBatch {
+                x1: &x1,
+                x2: &x2,
+                clips: &clips,
+                comm: &slicer::distributed::SingleProcess,
+                seed: 0,
+                draw: step,
+                progress: 0.0,
+            };
             let result = slicer_step(
                 &objective,
-                &student,
-                &teacher,
+                (&student, &teacher),
                 &mut queue,
-                &slicer::distributed::SingleProcess,
-                &x1,
-                &x2,
+                &input,
+                objective.ema_momentum,
                 dropout,
             )
             .expect("step");

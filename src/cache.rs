@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::features::{FrontendConfig, LogMelSpectrogram};
 
 /// Bumped whenever the stored layout or the feature computation changes.
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 
 /// The log-mels and labels of one task split.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +32,9 @@ pub struct SplitFeatures {
     pub labels: Vec<usize>,
     /// One spectrogram per clip, all the same shape.
     pub spectrograms: Vec<LogMelSpectrogram>,
+    /// Per clip, the frames `[first, end)` computed from its audio rather than from the
+    /// window's zero padding (the whole range for clips at least a window long).
+    pub real_frames: Vec<(usize, usize)>,
     /// Clips that were unreadable and skipped (`skip_bad_files: true`).
     pub skipped: usize,
 }
@@ -198,6 +201,10 @@ fn encode(f: &SplitFeatures) -> Result<Vec<u8>> {
                 serde_json::to_string(&f.ids).expect("strings"),
             ),
             ("skipped".to_owned(), f.skipped.to_string()),
+            (
+                "real_frames".to_owned(),
+                serde_json::to_string(&f.real_frames).expect("pairs"),
+            ),
         ]),
     }
     .encode("logmel")
@@ -209,8 +216,10 @@ fn decode(bytes: &[u8]) -> std::result::Result<SplitFeatures, String> {
         return Err("logmel is not 3-D".into());
     };
     let ids: Vec<String> = serde_json::from_str(stored.meta("ids")?).map_err(|e| e.to_string())?;
-    if ids.len() != n {
-        return Err("ids and spectrograms disagree in count".into());
+    let real_frames: Vec<(usize, usize)> =
+        serde_json::from_str(stored.meta("real_frames")?).map_err(|e| e.to_string())?;
+    if ids.len() != n || real_frames.len() != n {
+        return Err("ids, real frames and spectrograms disagree in count".into());
     }
     let step = n_mels * n_frames;
     Ok(SplitFeatures {
@@ -225,6 +234,7 @@ fn decode(bytes: &[u8]) -> std::result::Result<SplitFeatures, String> {
                 data: stored.values[i * step..(i + 1) * step].to_vec(),
             })
             .collect(),
+        real_frames,
         skipped: stored
             .meta("skipped")?
             .parse()
@@ -332,6 +342,7 @@ mod tests {
                     data: vec![3.0, -4.0],
                 },
             ],
+            real_frames: vec![(0, 1), (0, 1)],
             skipped: 1,
         };
         let dir = tempfile::tempdir().unwrap();

@@ -117,7 +117,7 @@ impl Embedder {
         paths: &[PathBuf],
         progress: &dyn Progress,
     ) -> Vec<Result<Vec<Segment>>> {
-        progress.start("embed files", paths.len() as u64);
+        progress.start("embed files", paths.len() as u64, "files");
         let rate = self.model.config.frontend.sample_rate;
         let mut results = Vec::with_capacity(paths.len());
         for chunk in paths.chunks(self.batch_size) {

@@ -1,6 +1,6 @@
-//! SLICER's losses (SPEC 7): MoCo InfoNCE with a queue, the Contrastive-Clustering cluster
+//! SLICER's losses (docs/method.md §7): MoCo InfoNCE with a queue, the Contrastive-Clustering cluster
 //! loss with its optional entropy term, and NT-Xent (SimCLR) as an alternative instance loss;
-//! and the baselines' losses (SPEC 11): BYOL's normalised MSE and DeLoRes' Barlow Twins.
+//! and the baselines' losses (docs/method.md §11): BYOL's normalised MSE and DeLoRes' Barlow Twins.
 
 use candle_core::{DType, Result, Tensor, D};
 use candle_nn::ops::log_softmax;
@@ -17,11 +17,22 @@ pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
 
 /// MoCo InfoNCE for one direction: cross-entropy over `[q.k, q.queue] / tau` with the
 /// positive at index 0, averaged over the batch. `q`, `k`: `[B, dim]` unit rows;
-/// `queue`: `[dim, K]` unit columns.
-pub fn info_nce(q: &Tensor, k: &Tensor, queue: &Tensor, tau: f64) -> Result<Tensor> {
+/// `queue`: `[dim, K]` unit columns; `mask` (`[B, K]`, added to the negatives' logits)
+/// removes negatives, as [`crate::model::KeyQueue::same_clip_mask`] makes it.
+pub fn info_nce(
+    q: &Tensor,
+    k: &Tensor,
+    queue: &Tensor,
+    tau: f64,
+    mask: Option<&Tensor>,
+) -> Result<Tensor> {
     let positive = (q * k)?.sum_keepdim(1)?;
-    let negative = q.matmul(queue)?;
-    let logits = (Tensor::cat(&[positive, negative], 1)? / tau)?;
+    let negative = (q.matmul(queue)? / tau)?;
+    let negative = match mask {
+        Some(mask) => (negative + mask.to_dtype(q.dtype())?)?,
+        None => negative,
+    };
+    let logits = Tensor::cat(&[(positive / tau)?, negative], 1)?;
     let log_p = log_softmax(&logits, 1)?;
     log_p.narrow(1, 0, 1)?.mean_all()?.neg()
 }
@@ -47,14 +58,14 @@ fn paired_contrastive(a: &Tensor, b: &Tensor, tau: f64, eps: f64) -> Result<Tens
     ((log_p * positive)?.sum_all()? / two_n as f64)?.neg()
 }
 
-/// The cluster-level loss (SPEC 7.2) between soft assignments `c1`, `c2` (`[B, M]`):
+/// The cluster-level loss (docs/method.md §7.2) between soft assignments `c1`, `c2` (`[B, M]`):
 /// the columns are the cluster representations; cosine eps 1e-8.
 pub fn cluster_loss(c1: &Tensor, c2: &Tensor, tau: f64) -> Result<Tensor> {
     paired_contrastive(&c1.t()?, &c2.t()?, tau, 1e-8)
 }
 
 /// Contrastive Clustering's entropy term, `sum over views of log M - H(cluster usage)`
-/// (zero when clusters are used uniformly). Added with weight `entropy_weight` (SPEC 13: 0).
+/// (zero when clusters are used uniformly). Added with weight `entropy_weight` (docs/method.md §13: 0).
 pub fn cluster_entropy_term(c1: &Tensor, c2: &Tensor) -> Result<Tensor> {
     let m = c1.dim(1)? as f64;
     let term = |c: &Tensor| -> Result<Tensor> {
@@ -71,7 +82,7 @@ pub fn nt_xent(z_i: &Tensor, z_j: &Tensor, tau: f64) -> Result<Tensor> {
 }
 
 /// BYOL's regression loss per row: `2 - 2 cos(p, z)` between predictions `p` and targets
-/// `z` (`[B, D]`), as a `[B]` vector (SPEC 11.3).
+/// `z` (`[B, D]`), as a `[B]` vector (docs/method.md §11.3).
 pub fn byol_loss(p: &Tensor, z: &Tensor) -> Result<Tensor> {
     let cos = (l2_normalize(p)? * l2_normalize(z)?)?.sum(D::Minus1)?;
     cos.affine(-2.0, 2.0)
@@ -86,7 +97,7 @@ pub fn batch_standardize(z: &Tensor) -> Result<Tensor> {
     centred.broadcast_div(&(var + 1e-5)?.sqrt()?)
 }
 
-/// DeLoRes' Barlow Twins loss as coded (SPEC 11.1): `C = BN(z1)^T BN(z2) / B`, then
+/// DeLoRes' Barlow Twins loss as coded (docs/method.md §11.1): `C = BN(z1)^T BN(z2) / B`, then
 /// `weight * (sum_i (1 - C_ii)^2 + sum_{i != j} C_ij^2)`; `weight` is `lambda * scale`
 /// (5e-5 / 32 in DeLoRes), the same factor on both terms.
 pub fn barlow_twins(z1: &Tensor, z2: &Tensor, weight: f64) -> Result<Tensor> {
@@ -122,7 +133,7 @@ mod tests {
         Tensor::from_vec(rows.concat(), (rows.len(), cols), &Device::Cpu).unwrap()
     }
 
-    /// SPEC 7.5 golden numbers.
+    /// docs/method.md §7.5 golden numbers.
     #[test]
     fn cluster_loss_golden() {
         let p1 = candle_nn::ops::softmax_last_dim(&t(&[
@@ -199,10 +210,27 @@ mod tests {
             &[0.5, -0.5, 0.0],
         ]))
         .unwrap();
-        let loss = info_nce(&q, &k, &keys.t().unwrap(), 0.07)
+        let loss = info_nce(&q, &k, &keys.t().unwrap(), 0.07, None)
             .unwrap()
             .to_scalar::<f32>()
             .unwrap();
         assert!((loss - 0.0373212).abs() < 1e-6, "{loss}");
+        // Masking a column for every query is removing it from the queue.
+        let mask = t(&[&[0.0, -1e9, 0.0, 0.0], &[0.0, -1e9, 0.0, 0.0]]);
+        let masked = info_nce(&q, &k, &keys.t().unwrap(), 0.07, Some(&mask))
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let fewer = Tensor::cat(
+            &[keys.narrow(0, 0, 1).unwrap(), keys.narrow(0, 2, 2).unwrap()],
+            0,
+        )
+        .unwrap();
+        let removed = info_nce(&q, &k, &fewer.t().unwrap(), 0.07, None)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((masked - removed).abs() < 1e-6, "{masked} vs {removed}");
+        assert!(masked < loss);
     }
 }

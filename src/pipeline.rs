@@ -6,15 +6,15 @@ use std::path::{Path, PathBuf};
 
 use rand::seq::index::sample;
 
-use crate::audio::{fixed_window, WindowMode};
+use crate::audio::{fixed_window, real_span, WindowMode};
 use crate::cache::{EmbeddingCache, Embeddings, FeatureCache, SplitFeatures};
 use crate::checkpoint;
 use crate::data::{load_clips, pretrain_clips, ClipAudio, Split, Task};
 use crate::error::{Error, Result};
 use crate::eval::{
     bag_of_frames, embed_spectrograms, encoder_hash, finetune_scores, linear_scores,
-    BuiltinEncoder, EncoderChoice, FinetuneData, InputNormalization, ProbeInputs, ProbeSet,
-    Protocol, ScoreContext,
+    logistic_scores, recalibrated, BuiltinEncoder, EncoderChoice, FinetuneData, InputNormalization,
+    ProbeInputs, ProbeSet, Protocol, ScoreContext,
 };
 use crate::features::{LogMelFrontend, NormStats, NormalizationConfig};
 use crate::methods::initial_encoder;
@@ -87,6 +87,14 @@ pub fn task_features(
                 .collect(),
             labels: loaded.loaded.iter().map(|(i, _)| clips[*i].label).collect(),
             spectrograms: frontend.compute_batch(&windows),
+            real_frames: loaded
+                .loaded
+                .iter()
+                .map(|(_, s)| {
+                    spec.frontend
+                        .frames_of_span(real_span(s.len(), window), window)
+                })
+                .collect(),
             skipped: loaded.skipped.len(),
         };
         cache.store(&path, &features)?;
@@ -108,7 +116,7 @@ pub fn task_features(
 }
 
 /// Global scalar mean/std of log-mel values over a seeded sample of pre-training clips, one
-/// random pre-training window each (SPEC 2.4 option b).
+/// random pre-training window each (docs/method.md §2.4 option b).
 pub fn normalization_stats(spec: &ExperimentSpec, progress: &dyn Progress) -> Result<NormStats> {
     let NormalizationConfig::Precomputed { sample_clips } = spec.normalization;
     let corpus = pretrain_clips(&spec.data.pretrain, spec.seed)?;
@@ -145,7 +153,20 @@ pub fn floor_scores(
 ) -> Result<Vec<ScoreRow>> {
     let sets = features.splits.each_ref().map(|s| {
         (
-            s.spectrograms.iter().flat_map(bag_of_frames).collect(),
+            s.spectrograms
+                .iter()
+                .zip(&s.real_frames)
+                .flat_map(|(x, &real)| {
+                    bag_of_frames(
+                        x,
+                        if spec.eval.exclude_padding {
+                            real
+                        } else {
+                            (0, x.n_frames)
+                        },
+                    )
+                })
+                .collect(),
             s.labels.clone(),
         )
     });
@@ -167,17 +188,16 @@ fn probe_sets(
     sets: &[(Vec<f32>, Vec<usize>); 3],
     dim: usize,
 ) -> Result<Vec<ScoreRow>> {
-    linear_scores(
-        &spec.probe,
-        ctx,
-        ProbeInputs {
-            encoder,
-            task: &features.task,
-            dim,
-            classes: features.splits[0].classes.len(),
-            sets: sets.each_ref().map(|(x, y)| ProbeSet { x, y }),
-        },
-    )
+    let inputs = ProbeInputs {
+        encoder,
+        task: &features.task,
+        dim,
+        classes: features.splits[0].classes.len(),
+        sets: sets.each_ref().map(|(x, y)| ProbeSet { x, y }),
+    };
+    let mut rows = logistic_scores(&spec.probe, ctx, inputs)?;
+    rows.extend(linear_scores(&spec.probe, ctx, inputs)?);
+    Ok(rows)
 }
 
 /// An encoder to evaluate, with its name in the tables.
@@ -272,8 +292,24 @@ pub fn task_embeddings(
     progress: &dyn Progress,
 ) -> Result<TaskEmbeddings> {
     let norm = input_norm(spec, encoder, features, pretrain_norm)?;
-    let hash = encoder_hash(&encoder.encoder)?;
-    let settings = (norm.mean, norm.std, spec.eval.pooling);
+    let recalibrated_encoder = if spec.eval.bn_recalibration {
+        Some(recalibrated(
+            &encoder.encoder,
+            &features.splits[0].spectrograms,
+            &norm,
+            spec.eval.batch_size,
+        )?)
+    } else {
+        None
+    };
+    let model = recalibrated_encoder.as_ref().unwrap_or(&encoder.encoder);
+    let hash = encoder_hash(model)?;
+    let settings = (
+        norm.mean,
+        norm.std,
+        spec.eval.pooling,
+        spec.eval.exclude_padding,
+    );
     let mut sets: Vec<(Vec<f32>, Vec<usize>)> = Vec::new();
     let mut dim = 0;
     for (split, path) in features.splits.iter().zip(&features.paths) {
@@ -282,8 +318,9 @@ pub fn task_embeddings(
             Some(hit) if hit.labels == split.labels => hit,
             _ => {
                 let values = embed_spectrograms(
-                    &encoder.encoder,
+                    model,
                     &split.spectrograms,
+                    spec.eval.exclude_padding.then_some(&split.real_frames[..]),
                     &norm,
                     spec.eval.pooling,
                     spec.eval.batch_size,
@@ -317,7 +354,7 @@ pub fn embedding_scores(
 }
 
 /// Fine-tunes `encoder` on one task once per probe seed, when `probe.protocols` has
-/// `finetune` (SPEC 9.2); otherwise returns no rows.
+/// `finetune` (docs/method.md §9.2); otherwise returns no rows.
 pub fn finetune_task_scores(
     spec: &ExperimentSpec,
     ctx: &ScoreContext,

@@ -219,7 +219,7 @@ impl PretrainedEncoder {
 
     /// A PyTorch checkpoint: BYOL-A's `.pth` state dict or a LAPE Lightning `.ckpt` (the
     /// student or teacher encoder). The width and mel count come from the weight shapes;
-    /// the front end is SPEC 2.3's; no normalisation statistics are known.
+    /// the front end is docs/method.md §2.3's; no normalisation statistics are known.
     pub fn from_pytorch(path: &Path, weights: Weights) -> Result<Self> {
         let bad = |message: String| Error::Invalid(format!("{}: {message}", path.display()));
         if !path.is_file() {
@@ -275,6 +275,17 @@ impl PretrainedEncoder {
     /// `org/name` (optionally `@revision`).
     pub fn load(source: &str, weights: Weights) -> Result<Self> {
         let path = Path::new(source);
+        let looks_like_path = source.starts_with(['/', '.', '~'])
+            || source.matches('/').count() > 1
+            || path.extension().is_some_and(|e| {
+                ["pth", "ckpt", "pt", "safetensors", "json"].contains(&e.to_string_lossy().as_ref())
+            });
+        if looks_like_path && !path.exists() {
+            return Err(Error::Dataset {
+                path: path.to_owned(),
+                message: "no such file or folder; a model is an exported folder (config.json), a run folder (run.json), a BYOL-A .pth or LAPE .ckpt file, or a Hub id `org/name[@revision]`".into(),
+            });
+        }
         if path.join(CONFIG_FILE).is_file() {
             return Self::from_dir(path);
         }

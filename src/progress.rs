@@ -3,8 +3,9 @@
 
 /// Receives progress of long stages.
 pub trait Progress: Sync {
-    /// A stage named `label` begins with `total` units of work.
-    fn start(&self, label: &str, total: u64);
+    /// A stage named `label` begins with `total` units of work, counted in `unit` (plural:
+    /// `steps`, `clips`, `epochs`, `files`).
+    fn start(&self, label: &str, total: u64, unit: &str);
     /// `n` more units are done.
     fn advance(&self, n: u64);
     /// The current stage is done.
@@ -18,7 +19,7 @@ pub trait Progress: Sync {
 pub struct Silent;
 
 impl Progress for Silent {
-    fn start(&self, _: &str, _: u64) {}
+    fn start(&self, _: &str, _: u64, _: &str) {}
     fn advance(&self, _: u64) {}
     fn finish(&self) {}
 }

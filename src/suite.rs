@@ -12,6 +12,10 @@
 //!
 //! `members: other_suite.yaml` reuses another suite's member list over this suite's base, so
 //! the same comparison runs on another corpus.
+//!
+//! `seeds: [1, 2, 3]` runs every member once per pre-training seed (the spec's `seed`), and
+//! the suite then also writes the seed table ([`crate::eval::SeedTable`]): mean ± std over
+//! the seeds and the paired gain over `random_init` with its 95 % interval.
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +23,7 @@ use serde::Deserialize;
 use yaml_serde::{Mapping, Value};
 
 use crate::error::Result;
-use crate::eval::{lape_table, LapeTable};
+use crate::eval::{lape_table, LapeTable, SeedRun, SeedTable};
 use crate::results::read_scores;
 use crate::run::RunDir;
 use crate::spec::{merge, read_tree, resolve, take_base, LoadedSpec, SpecError};
@@ -31,8 +35,10 @@ pub struct Suite {
     pub name: String,
     /// The suite file.
     pub path: PathBuf,
-    /// Members in order.
+    /// Members in order (with `seeds`, each member once per seed, seeds innermost).
     pub members: Vec<SuiteMember>,
+    /// The pre-training seeds of `seeds:` (empty: each member runs with its spec's seed).
+    pub seeds: Vec<u64>,
 }
 
 /// One member: its short name and its resolved spec (named `<suite>-<member>`).
@@ -40,6 +46,8 @@ pub struct Suite {
 pub struct SuiteMember {
     /// The member's name within the suite.
     pub name: String,
+    /// The member's pre-training seed (its spec's `seed`).
+    pub seed: u64,
     /// The member's spec.
     pub spec: LoadedSpec,
 }
@@ -51,6 +59,8 @@ struct SuiteFile {
     base: PathBuf,
     #[serde(default)]
     common: Option<Value>,
+    #[serde(default)]
+    seeds: Vec<u64>,
     members: Members,
 }
 
@@ -159,7 +169,7 @@ impl Suite {
                     .file_stem()
                     .map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
             };
-            if out.iter().any(|m| m.name == name) {
+            if out.iter().any(|m: &SuiteMember| m.name == name) {
                 return Err(error(
                     path,
                     &format!("members.{i}"),
@@ -172,24 +182,52 @@ impl Suite {
             }
             let mut tree = shared.clone();
             merge(&mut tree, patch);
-            let spec = LoadedSpec::from_tree(&member_path, member_text, tree, overrides).map_err(
-                |mut e| {
-                    if e.line.is_none() {
-                        e.message = format!(
-                            "{} (suite member `{name}` over {})",
-                            e.message,
-                            file.base.display()
-                        );
-                    }
-                    e
-                },
-            )?;
-            out.push(SuiteMember { name, spec });
+            let seeds: Vec<Option<u64>> = if file.seeds.is_empty() {
+                vec![None]
+            } else {
+                file.seeds.iter().copied().map(Some).collect()
+            };
+            for seed in seeds {
+                let mut tree = tree.clone();
+                if let Some(seed) = seed {
+                    merge(
+                        &mut tree,
+                        Value::Mapping(Mapping::from_iter([("seed".into(), seed.into())])),
+                    );
+                }
+                let spec =
+                    LoadedSpec::from_tree(&member_path, member_text.clone(), tree, overrides)
+                        .map_err(|mut e| {
+                            if e.line.is_none() {
+                                e.message = format!(
+                                    "{} (suite member `{name}` over {})",
+                                    e.message,
+                                    file.base.display()
+                                );
+                            }
+                            e
+                        })?;
+                out.push(SuiteMember {
+                    name: name.clone(),
+                    seed: spec.spec.seed,
+                    spec,
+                });
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twin) = file.seeds.iter().find(|s| !seen.insert(**s)) {
+            return Err(error(
+                path,
+                "seeds",
+                format!("seed {twin} is listed twice"),
+                "list each pre-training seed once",
+            ));
         }
         Ok(Self {
             name: file.suite,
             path: path.to_owned(),
             members: out,
+            seeds: file.seeds,
         })
     }
 }
@@ -208,28 +246,74 @@ impl SuiteMember {
 }
 
 impl Suite {
+    /// The names of the members, each once, in order.
+    pub fn member_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for m in &self.members {
+            if !names.contains(&m.name.as_str()) {
+                names.push(&m.name);
+            }
+        }
+        names
+    }
+
     /// The comparison table: the scores of each member's newest finished run, with the
-    /// member's short name in the `spec` column. A member without one is an error naming it.
+    /// member's short name (and seed, in a seeded suite) in the `spec` column. Members
+    /// without a finished run are left out with a warning; none at all is an error.
     pub fn table(&self) -> Result<LapeTable> {
         let mut scores = Vec::new();
         for member in &self.members {
-            let run = member.scored_run()?.ok_or_else(|| {
-                crate::Error::Invalid(format!(
-                    "suite member `{}` has no finished run under {}; run the suite",
+            let Some(run) = member.scored_run()? else {
+                tracing::warn!(
+                    "suite {}: member `{}` (seed {}) has no finished run under {}; left out of the table",
+                    self.name,
                     member.name,
+                    member.seed,
                     member.spec.spec.output.root.join("runs").display()
-                ))
-            })?;
+                );
+                continue;
+            };
+            let label = if self.seeds.is_empty() {
+                member.name.clone()
+            } else {
+                format!("{} seed {}", member.name, member.seed)
+            };
             scores.extend(
                 read_scores(&run.file("scores.parquet"))?
                     .into_iter()
                     .map(|row| crate::results::ScoreRow {
-                        spec: member.name.clone(),
+                        spec: label.clone(),
                         ..row
                     }),
             );
         }
+        if scores.is_empty() {
+            return Err(crate::Error::Invalid(format!(
+                "suite {}: no member has a finished run; run the suite",
+                self.name
+            )));
+        }
         Ok(lape_table(&scores))
+    }
+
+    /// The seed table over every member's finished runs (one per seed); `None` for a suite
+    /// without `seeds:`. Members without a finished run are left out (the runs that exist
+    /// are reported, with their seed count).
+    pub fn seed_table(&self) -> Result<Option<SeedTable>> {
+        if self.seeds.is_empty() {
+            return Ok(None);
+        }
+        let mut runs = Vec::new();
+        for member in &self.members {
+            if let Some(run) = member.scored_run()? {
+                runs.push(SeedRun {
+                    member: member.name.clone(),
+                    seed: member.seed,
+                    scores: read_scores(&run.file("scores.parquet"))?,
+                });
+            }
+        }
+        Ok(Some(SeedTable::new(&runs)))
     }
 
     /// Where the suite's table is written: `<output.root of its first member>/suites/<name>`.

@@ -97,6 +97,17 @@ fn smoke_run_pretrains_evaluates_and_summarises_and_stages_rerun_from_cache() {
     ] {
         assert!(stdout.contains(row), "{row} not in {stdout}");
     }
+    // The job ends on its own run: its table, its folder, then one line for the global table.
+    let tail: Vec<&str> = stdout.trim_end().lines().rev().take(2).collect();
+    assert!(
+        tail[0].starts_with("every run's newest scores (LAPE table): ")
+            && tail[1].starts_with("run folder: "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("InfoNCE per direction") && stdout.contains("chance ln 17 = 2.83"),
+        "{stdout}"
+    );
     let runs: Vec<_> = std::fs::read_dir(dir.path().join("runs"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -211,6 +222,45 @@ fn convert_then_embed_reports_bad_files_and_needs_statistics() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].embedding.len(), 64);
 
+    // A folder: its audio files below it, sorted; other files are not audio.
+    let folder = dir.path().join("clips");
+    std::fs::create_dir_all(folder.join("b")).unwrap();
+    std::fs::copy(&good, folder.join("b/two.wav")).unwrap();
+    std::fs::copy(&good, folder.join("one.wav")).unwrap();
+    std::fs::write(folder.join("notes.txt"), "not audio").unwrap();
+    let (ok, _, stderr) = experiment(&[
+        "embed",
+        "--model",
+        model.to_str().unwrap(),
+        folder.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--norm-mean",
+        "-5",
+        "--norm-std",
+        "4",
+    ]);
+    assert!(ok, "{stderr}");
+    let rows = slicer::results::read_embeddings(&out).unwrap();
+    let files: Vec<_> = rows.iter().map(|r| r.path.clone()).collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(
+        files[0].ends_with("b/two.wav") && files[1].ends_with("one.wav"),
+        "{files:?}"
+    );
+    let (ok, _, stderr) = experiment(&[
+        "embed",
+        "--model",
+        "/no/such/model",
+        good.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && stderr.contains("/no/such/model") && stderr.contains("no such file or folder"),
+        "{stderr}"
+    );
+
     // The converted model as an external row of an experiment, next to nothing else.
     let root = format!("output.root={}", dir.path().display());
     let encoders = format!(
@@ -274,6 +324,51 @@ fn a_suite_runs_each_member_once_and_tables_them() {
         !ok && stderr.contains("members.0") && stderr.contains("no `name`"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_seeded_suite_runs_every_seed_and_tables_the_paired_gains() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("seeded.yaml");
+    let smoke = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/smoke.yaml");
+    let write = |seeds: &str| {
+        std::fs::write(
+            &suite,
+            format!(
+                "suite: seeded\nbase: {}\nseeds: {seeds}\ncommon:\n  output: {{root: {}}}\n  eval: {{encoders: [pretrained, random_init], floor: false}}\n  train: {{epochs: 1}}\n  probe: {{protocols: [logistic]}}\nmembers:\n  - {{name: slicer}}\n",
+                smoke.display(),
+                dir.path().display()
+            ),
+        )
+        .unwrap()
+    };
+    write("[1, 2]");
+    let (ok, stdout, stderr) = experiment(&[suite.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("pre-training seed 2"), "{stdout}");
+    let runs = std::fs::read_dir(dir.path().join("runs")).unwrap().count();
+    assert_eq!(runs, 2, "one run per seed");
+    let table = std::fs::read_to_string(dir.path().join("suites/seeded/seed_table.md")).unwrap();
+    assert!(
+        table.contains("| slicer | slicer |") && table.contains("| slicer | random_init |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("gain over random_init") && table.contains(" ["),
+        "{table}"
+    );
+    assert!(dir
+        .path()
+        .join("suites/seeded/seed_table.parquet")
+        .is_file());
+    let lape = std::fs::read_to_string(dir.path().join("suites/seeded/lape_table.md")).unwrap();
+    assert!(
+        lape.contains("slicer seed 1") && lape.contains("slicer seed 2"),
+        "{lape}"
+    );
+    write("[3, 3]");
+    let (ok, _, stderr) = experiment(&[suite.to_str().unwrap()]);
+    assert!(!ok && stderr.contains("seed 3 is listed twice"), "{stderr}");
 }
 
 #[test]

@@ -42,7 +42,15 @@ fn train_step(l: &mut dyn Learner, opt: &mut Optimizer, step: u64) -> slicer::tr
     let (x1, x2) = views();
     let params = l.params();
     let out = l
-        .step(&x1, &x2, &slicer::distributed::SingleProcess, 7, step)
+        .step(&slicer::train::StepBatch {
+            x1: &x1,
+            x2: &x2,
+            clips: &[0, 1, 2, 3],
+            comm: &slicer::distributed::SingleProcess,
+            seed: 7,
+            draw: step,
+            progress: 0.0,
+        })
         .unwrap();
     opt.step(&params, &out.grads, 1e-3).unwrap();
     l.after_update().unwrap();

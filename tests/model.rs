@@ -1,4 +1,4 @@
-//! Parity with the PyTorch fixtures (../shared/fixtures/slicer_step.safetensors and
+//! Parity with the PyTorch fixtures (tests/fixtures/slicer_step.safetensors and
 //! update_rules.safetensors): one official SLICER step, every activation, loss, gradient,
 //! optimiser result, BN buffer, EMA and eval output, within the fixture README's tolerance
 //! `|a - b| <= 1e-4 + 1e-3 |b|`.
@@ -11,7 +11,7 @@ use candle_core::{Device, Tensor, Var};
 use slicer::loss::nt_xent;
 use slicer::model::{Dropout, KeyQueue, ModelConfig, SlicerNet, SlicerOutput};
 use slicer::optim::{Optimizer, OptimizerConfig};
-use slicer::train::{slicer_step, Fidelity, ObjectiveConfig, StepDropout};
+use slicer::train::{slicer_step, Fidelity, ObjectiveConfig, StepBatch, StepDropout};
 
 fn fixture(name: &str) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(common::fixtures_dir().join(name), &Device::Cpu).unwrap()
@@ -87,6 +87,7 @@ fn fixture_nets(f: &HashMap<String, Tensor>) -> (SlicerNet, SlicerNet, KeyQueue)
     let queue = KeyQueue {
         keys: f["queue.init"].clone(),
         ptr: 0,
+        ids: vec![-1; f["queue.init"].dim(1).unwrap()],
     };
     (student, teacher, queue)
 }
@@ -105,14 +106,22 @@ fn fixture_step(
         teacher_v2: Dropout::Mask(&f["mask.teacher_v2"]),
         teacher_v1: Dropout::Mask(&f["mask.teacher_v1"]),
     };
+    let clips: Vec<usize> = (0..f["input.x1"].dim(0).unwrap()).collect();
+    let batch = StepBatch {
+        x1: &f["input.x1"],
+        x2: &f["input.x2"],
+        clips: &clips,
+        comm: &slicer::distributed::SingleProcess,
+        seed: 0,
+        draw: 0,
+        progress: 0.0,
+    };
     slicer_step(
         objective,
-        student,
-        teacher,
+        (student, teacher),
         queue,
-        &slicer::distributed::SingleProcess,
-        &f["input.x1"],
-        &f["input.x2"],
+        &batch,
+        objective.ema_momentum,
         dropout,
     )
     .unwrap()
@@ -346,7 +355,7 @@ fn corrected_step_scores_both_directions_against_the_pre_step_queue() {
     // Direction B meets the queue as it was before the step: no view-2 key of this batch.
     let q2 = slicer::loss::l2_normalize(&step.student[1].z).unwrap();
     let k1 = slicer::loss::l2_normalize(&step.teacher[0].z).unwrap();
-    let expected_b = slicer::loss::info_nce(&q2, &k1, &f["queue.init"], 0.07)
+    let expected_b = slicer::loss::info_nce(&q2, &k1, &f["queue.init"], 0.07, None)
         .unwrap()
         .to_scalar::<f32>()
         .unwrap();
@@ -397,7 +406,7 @@ fn nt_xent_objective_replaces_the_instance_terms() {
     assert!((step.losses.total - total).abs() < 1e-5);
 }
 
-/// SPEC-level parity of the CUDA path: the official step of the fixture on `cuda:0` matches
+/// Step-level parity of the CUDA path: the official step of the fixture on `cuda:0` matches
 /// the CPU step (losses and every gradient) within 1e-3 relative. Compiled with
 /// `--features cuda` (CI builds it); it runs only where a GPU is present and says so otherwise.
 #[cfg(feature = "cuda")]

@@ -76,8 +76,24 @@ fn metrics_without_wall_clock(path: &Path) -> Vec<slicer::results::MetricRow> {
 
 #[test]
 fn killed_and_resumed_run_is_bit_identical_to_a_straight_run() {
+    killed_and_resumed(&[]);
+}
+
+/// With the same-clip mask (the queue's clip ids are checkpointed) and the cosine EMA
+/// schedule (the momentum depends on the step).
+#[test]
+fn killed_and_resumed_run_with_the_budget_recipe_is_bit_identical() {
+    killed_and_resumed(&[
+        "--set",
+        "objective.mask_same_clip=true",
+        "--set",
+        "objective.ema_schedule=cosine",
+    ]);
+}
+
+fn killed_and_resumed(recipe: &[&str]) {
     let straight = tempfile::tempdir().unwrap();
-    let out = experiment(straight.path(), &[]).output().unwrap();
+    let out = experiment(straight.path(), recipe).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -86,7 +102,7 @@ fn killed_and_resumed_run_is_bit_identical_to_a_straight_run() {
     let straight_run = only_run(straight.path());
 
     let killed = tempfile::tempdir().unwrap();
-    let mut child = experiment(killed.path(), &[]).spawn().unwrap();
+    let mut child = experiment(killed.path(), recipe).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     let killed_run = loop {
         assert!(Instant::now() < deadline, "no checkpoint appeared");
@@ -110,9 +126,8 @@ fn killed_and_resumed_run_is_bit_identical_to_a_straight_run() {
         !killed_run.join("checkpoints/step-00000006").exists(),
         "killed after the last checkpoint: nothing to resume"
     );
-    let resume = experiment(killed.path(), &["--resume", killed_run.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let resume_args = [recipe, &["--resume", killed_run.to_str().unwrap()]].concat();
+    let resume = experiment(killed.path(), &resume_args).output().unwrap();
     assert!(
         resume.status.success(),
         "{}",

@@ -6,7 +6,7 @@ mod window;
 
 pub use decode::{decode, DecodedAudio};
 pub use resample::resample;
-pub use window::{fixed_window, WindowMode};
+pub use window::{fixed_window, real_span, WindowMode};
 
 use std::path::Path;
 

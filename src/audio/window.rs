@@ -1,4 +1,4 @@
-//! The fixed-length window of SPEC 2.2: centred zero-padding for short clips, a crop for long
+//! The fixed-length window of docs/method.md §2.2: centred zero-padding for short clips, a crop for long
 //! ones (uniformly random when training, the centre at evaluation so that scores are
 //! deterministic).
 
@@ -6,9 +6,9 @@ use rand::Rng;
 
 /// How to choose the crop of a clip longer than the window.
 pub enum WindowMode<'a, R: Rng> {
-    /// Uniform start over `0..=len-L` (training, SPEC 2.2).
+    /// Uniform start over `0..=len-L` (training, docs/method.md §2.2).
     Random(&'a mut R),
-    /// Start at `(len-L)/2` (evaluation; SPEC 9.3 recommends a deterministic window).
+    /// Start at `(len-L)/2` (evaluation; docs/method.md §9.3 recommends a deterministic window).
     Centre,
 }
 
@@ -32,6 +32,17 @@ pub fn fixed_window<R: Rng>(samples: &[f32], len: usize, mode: WindowMode<'_, R>
             };
             samples[start..start + len].to_vec()
         }
+    }
+}
+
+/// The samples `[start, end)` of a `len`-sample window cut by [`fixed_window`] from a clip
+/// of `clip_len` samples that hold audio rather than padding.
+pub fn real_span(clip_len: usize, len: usize) -> (usize, usize) {
+    if clip_len >= len {
+        (0, len)
+    } else {
+        let left = (len - clip_len) / 2;
+        (left, left + clip_len)
     }
 }
 
@@ -66,5 +77,14 @@ mod tests {
             seen[out[0] as usize] = true;
         }
         assert_eq!(seen, [true; 3]);
+    }
+
+    #[test]
+    fn real_span_matches_the_padding() {
+        let out = fixed_window::<ChaCha8Rng>(&[1.0; 3], 8, WindowMode::Centre);
+        let (a, b) = real_span(3, 8);
+        assert!(out[a..b].iter().all(|&v| v == 1.0));
+        assert!(out[..a].iter().chain(&out[b..]).all(|&v| v == 0.0));
+        assert_eq!(real_span(10, 8), (0, 8));
     }
 }

@@ -25,7 +25,7 @@ pub fn load_clips(
     label: &str,
     progress: &dyn Progress,
 ) -> Result<LoadedClips> {
-    progress.start(label, clips.len() as u64);
+    progress.start(label, clips.len() as u64, "clips");
     let results: Vec<Result<Vec<f32>>> = clips
         .par_iter()
         .map(|clip| {

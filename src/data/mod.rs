@@ -15,5 +15,5 @@ pub use config::{DataConfig, PretrainSource, SplitSizes, TaskConfig, TaskSource}
 pub use datasets::{dataset, DatasetKind, DatasetRow, DATASETS};
 pub use loader::{load_clips, LoadedClips};
 pub use manifest::{read_labelled_manifest, ManifestRow};
-pub use pretrain::pretrain_clips;
+pub use pretrain::{audio_files, pretrain_clips};
 pub use task::{LabelledClip, Task};

@@ -22,15 +22,13 @@ pub fn pretrain_clips(source: &PretrainSource, seed: u64) -> Result<Vec<ClipAudi
             })
             .collect()),
         PretrainSource::Folder { path } => {
-            let mut files = Vec::new();
-            collect_audio(path, &mut files)?;
+            let files = audio_files(path)?;
             if files.is_empty() {
                 return Err(Error::Dataset {
                     path: path.clone(),
                     message: "no .wav or .flac files in this folder or below it".into(),
                 });
             }
-            files.sort();
             Ok(files
                 .into_iter()
                 .map(|path| ClipAudio::File { path, origin: None })
@@ -46,7 +44,15 @@ pub fn pretrain_clips(source: &PretrainSource, seed: u64) -> Result<Vec<ClipAudi
     }
 }
 
-pub(crate) fn collect_audio(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+/// Every `.wav`/`.flac` under `dir` (recursively), sorted.
+pub fn audio_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    collect_audio(dir, &mut files)?;
+    files.sort();
+    Ok(files)
+}
+
+fn collect_audio(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let path = entry.map_err(|e| Error::io(dir, e))?.path();
         if path.is_dir() {

@@ -72,7 +72,7 @@ pub enum Weights {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InputNormalization {
-    /// Each task's train split (SPEC 9.3: no statistics from valid or test).
+    /// Each task's train split (docs/method.md §9.3: no statistics from valid or test).
     TaskTrain,
     /// The pre-training statistics of the run (`norm_stats.json`), as the encoder saw in training.
     Pretrain,
@@ -94,6 +94,13 @@ pub struct EvalConfig {
     pub input_normalization: InputNormalization,
     /// Clips per inference batch.
     pub batch_size: usize,
+    /// Pool embeddings (and the floor's statistics) over the frames computed from a clip's
+    /// audio only, leaving out those computed from the window's zero padding. LAPE pads
+    /// and pools everything (`false`).
+    pub exclude_padding: bool,
+    /// Re-estimate each encoder's BatchNorm running statistics on the task's train-split
+    /// windows before embedding them (see [`crate::model::Encoder::recalibrate_batch_norm`]).
+    pub bn_recalibration: bool,
 }
 
 impl Default for EvalConfig {
@@ -105,6 +112,8 @@ impl Default for EvalConfig {
             pooling: Pooling::MaxMean,
             input_normalization: InputNormalization::TaskTrain,
             batch_size: 64,
+            exclude_padding: true,
+            bn_recalibration: false,
         }
     }
 }

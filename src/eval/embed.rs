@@ -1,4 +1,4 @@
-//! Frozen-encoder embeddings (SPEC 9.3): the encoder in eval mode (BatchNorm running
+//! Frozen-encoder embeddings (docs/method.md §9.3): the encoder in eval mode (BatchNorm running
 //! statistics, no dropout), log-mels normalised by a scalar mean/std, frames pooled over time.
 
 use candle_core::Tensor;
@@ -13,7 +13,7 @@ use crate::progress::Progress;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Pooling {
-    /// Max over time plus mean over time (SPEC 4, BYOL-A and Protocol A).
+    /// Max over time plus mean over time (docs/method.md §4, BYOL-A and Protocol A).
     MaxMean,
     /// Mean over time only (the LAPE toolkit's Protocol B).
     Mean,
@@ -33,6 +33,62 @@ fn tensor_err(e: candle_core::Error) -> Error {
     Error::Invalid(format!("embedding: tensor operation failed: {e}"))
 }
 
+impl Pooling {
+    /// `[B, T', d] -> B * d` values, each clip pooled over its own frames `[first, end)` only.
+    pub fn apply_spans(
+        self,
+        frames: &Tensor,
+        spans: &[(usize, usize)],
+    ) -> candle_core::Result<Vec<f32>> {
+        let clips = frames.to_dtype(candle_core::DType::F32)?.to_vec3::<f32>()?;
+        let mut out = Vec::with_capacity(
+            clips.len() * clips.first().map_or(0, |c| c.first().map_or(0, Vec::len)),
+        );
+        for (clip, &(first, end)) in clips.iter().zip(spans) {
+            let kept = &clip[first..end];
+            let d = kept[0].len();
+            let n = kept.len() as f32;
+            for j in 0..d {
+                let mean = kept.iter().map(|f| f[j]).sum::<f32>() / n;
+                out.push(match self {
+                    Pooling::MaxMean => {
+                        kept.iter().map(|f| f[j]).fold(f32::NEG_INFINITY, f32::max) + mean
+                    }
+                    Pooling::Mean => mean,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The encoder frames (`encoder_frames` of them, each covering `input_frames /
+/// encoder_frames` input frames after the three 2x2 pools) that come from the input frames
+/// `[first, end)`: those at least half covered by them, else the one covered most.
+pub fn encoder_span(
+    (first, end): (usize, usize),
+    input_frames: usize,
+    encoder_frames: usize,
+) -> (usize, usize) {
+    let stride = (input_frames / encoder_frames.max(1)).max(1);
+    let overlap = |t: usize| {
+        let (a, b) = (t * stride, (t + 1) * stride);
+        b.min(end).saturating_sub(a.max(first))
+    };
+    let kept: Vec<usize> = (0..encoder_frames)
+        .filter(|&t| 2 * overlap(t) >= stride)
+        .collect();
+    match (kept.first(), kept.last()) {
+        (Some(&a), Some(&b)) => (a, b + 1),
+        _ => {
+            let best = (0..encoder_frames)
+                .max_by_key(|&t| (overlap(t), std::cmp::Reverse(t)))
+                .unwrap_or(0);
+            (best, best + 1)
+        }
+    }
+}
+
 /// blake3 over the encoder's parameter and buffer names and values: two encoders with the
 /// same hash embed identically.
 pub fn encoder_hash(encoder: &Encoder) -> Result<String> {
@@ -50,14 +106,13 @@ pub fn encoder_hash(encoder: &Encoder) -> Result<String> {
     Ok(hasher.finalize().to_hex().to_string())
 }
 
-/// Frame-level embeddings `[B, T', d]` of equally shaped spectrograms, normalised by `norm`,
-/// computed on the encoder's device.
-pub fn embed_frames(
-    encoder: &Encoder,
+/// The batch `[B, 1, n_mels, T]` of equally shaped spectrograms, normalised by `norm`, on
+/// `device`.
+pub fn normalised_batch(
     spectrograms: &[&LogMelSpectrogram],
     norm: &NormStats,
+    device: &candle_core::Device,
 ) -> Result<Tensor> {
-    let device = encoder.fc0.weight.device();
     let Some(first) = spectrograms.first() else {
         return Err(Error::Invalid("embedding: no spectrograms".into()));
     };
@@ -76,18 +131,48 @@ pub fn embed_frames(
         .flat_map(|s| s.data.iter().copied())
         .collect();
     norm.apply(&mut values);
-    let x = Tensor::from_vec(values, (spectrograms.len(), 1, n_mels, n_frames), device)
-        .map_err(tensor_err)?;
+    Tensor::from_vec(values, (spectrograms.len(), 1, n_mels, n_frames), device).map_err(tensor_err)
+}
+
+/// Frame-level embeddings `[B, T', d]` of equally shaped spectrograms, normalised by `norm`,
+/// computed on the encoder's device.
+pub fn embed_frames(
+    encoder: &Encoder,
+    spectrograms: &[&LogMelSpectrogram],
+    norm: &NormStats,
+) -> Result<Tensor> {
+    let x = normalised_batch(spectrograms, norm, encoder.fc0.weight.device())?;
     encoder
         .forward(&x, false, &mut Dropout::Off)
         .map_err(tensor_err)
 }
 
+/// A copy of `encoder` whose BatchNorm running statistics are re-estimated on
+/// `spectrograms` (normalised by `norm`, in batches of `batch_size`).
+pub fn recalibrated(
+    encoder: &Encoder,
+    spectrograms: &[LogMelSpectrogram],
+    norm: &NormStats,
+    batch_size: usize,
+) -> Result<Encoder> {
+    let device = encoder.fc0.weight.device();
+    let copy = encoder.to_device(device).map_err(tensor_err)?;
+    let batches = spectrograms
+        .chunks(batch_size.max(1))
+        .map(|chunk| normalised_batch(&chunk.iter().collect::<Vec<_>>(), norm, device))
+        .collect::<Result<Vec<_>>>()?;
+    copy.recalibrate_batch_norm(&batches).map_err(tensor_err)?;
+    Ok(copy)
+}
+
 /// Pooled embeddings (`n * d`, row-major) of `spectrograms`, in batches of `batch_size`.
-/// Reports progress under `label`.
+/// With `real_frames` (one input-frame range per clip), each clip is pooled over the encoder
+/// frames computed from its audio only, never from padding. Reports progress under `label`.
+#[allow(clippy::too_many_arguments)] // the inputs, their padding, and how to embed them
 pub fn embed_spectrograms(
     encoder: &Encoder,
     spectrograms: &[LogMelSpectrogram],
+    real_frames: Option<&[(usize, usize)]>,
     norm: &NormStats,
     pooling: Pooling,
     batch_size: usize,
@@ -95,14 +180,25 @@ pub fn embed_spectrograms(
     progress: &dyn Progress,
 ) -> Result<Vec<f32>> {
     let mut out = Vec::with_capacity(spectrograms.len() * encoder.fc3.weight.dim(0).unwrap_or(0));
-    progress.start(label, spectrograms.len() as u64);
-    for chunk in spectrograms.chunks(batch_size.max(1)) {
+    progress.start(label, spectrograms.len() as u64, "clips");
+    let batch_size = batch_size.max(1);
+    for (k, chunk) in spectrograms.chunks(batch_size).enumerate() {
         let refs: Vec<&LogMelSpectrogram> = chunk.iter().collect();
         let frames = embed_frames(encoder, &refs, norm)?;
-        let pooled = pooling
-            .apply(&frames)
-            .and_then(|p| p.flatten_all()?.to_vec1::<f32>())
-            .map_err(tensor_err)?;
+        let pooled = match real_frames {
+            Some(all) => {
+                let encoder_frames = frames.dim(1).map_err(tensor_err)?;
+                let spans: Vec<(usize, usize)> = all[k * batch_size..k * batch_size + chunk.len()]
+                    .iter()
+                    .map(|&span| encoder_span(span, chunk[0].n_frames, encoder_frames))
+                    .collect();
+                pooling.apply_spans(&frames, &spans)
+            }
+            None => pooling
+                .apply(&frames)
+                .and_then(|p| p.flatten_all()?.to_vec1::<f32>()),
+        }
+        .map_err(tensor_err)?;
         out.extend(pooled);
         progress.advance(chunk.len() as u64);
     }
@@ -141,6 +237,7 @@ mod tests {
             embed_spectrograms(
                 &encoder,
                 &specs,
+                None,
                 &norm,
                 Pooling::MaxMean,
                 batch,
@@ -154,12 +251,59 @@ mod tests {
         for (a, b) in one.iter().zip(&all) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }
-        let mean =
-            embed_spectrograms(&encoder, &specs, &norm, Pooling::Mean, 4, "t", &Silent).unwrap();
+        let mean = embed_spectrograms(
+            &encoder,
+            &specs,
+            None,
+            &norm,
+            Pooling::Mean,
+            4,
+            "t",
+            &Silent,
+        )
+        .unwrap();
+        // Spans over every frame pool exactly as the tensor op; a shorter span differs.
+        let whole = vec![(0, 24); 5];
+        let spanned = embed_spectrograms(
+            &encoder,
+            &specs,
+            Some(&whole),
+            &norm,
+            Pooling::MaxMean,
+            2,
+            "t",
+            &Silent,
+        )
+        .unwrap();
+        for (a, b) in spanned.iter().zip(&all) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        let part = vec![(8, 24); 5];
+        let cut = embed_spectrograms(
+            &encoder,
+            &specs,
+            Some(&part),
+            &norm,
+            Pooling::MaxMean,
+            2,
+            "t",
+            &Silent,
+        )
+        .unwrap();
+        assert_ne!(cut, all);
         assert_ne!(mean, all);
         let other = Encoder::new(16, 8, 0.3, &mut crate::rng::stream(2, "init"), &device).unwrap();
         let h = encoder_hash(&encoder).unwrap();
         assert_eq!(h, encoder_hash(&encoder).unwrap());
         assert_ne!(h, encoder_hash(&other).unwrap());
+    }
+
+    #[test]
+    fn encoder_spans_keep_frames_mostly_from_audio() {
+        // 96 input frames, 12 encoder frames of 8.
+        assert_eq!(encoder_span((0, 96), 96, 12), (0, 12));
+        assert_eq!(encoder_span((20, 60), 96, 12), (2, 8)); // 20..24 is half of frame 2
+        assert_eq!(encoder_span((21, 59), 96, 12), (3, 7)); // 56..59 is under half of frame 7
+        assert_eq!(encoder_span((41, 43), 96, 12), (5, 6)); // shorter than a frame: the one it is in
     }
 }

@@ -1,6 +1,6 @@
-//! Fine-tuning (SPEC 9.2, the LAPE toolkit's Protocol B): the whole encoder plus a linear
+//! Fine-tuning (docs/method.md §9.2, the LAPE toolkit's Protocol B): the whole encoder plus a linear
 //! head trained with cross-entropy, Adam (lr 1e-3, no weight decay), batch 32, BatchNorm and
-//! dropout in train mode. Inputs are normalised with train-split statistics (SPEC 9.3 adds
+//! dropout in train mode. Inputs are normalised with train-split statistics (docs/method.md §9.3 adds
 //! this; the toolkit normalises nothing) and use the same fixed centre windows as the
 //! linear probe, where the toolkit draws a random window per epoch. The epoch is chosen on
 //! the validation split; the toolkit's max-over-epochs test accuracy is also kept.
@@ -97,7 +97,7 @@ pub fn finetune(
     let mut order: Vec<usize> = (0..train.1.len()).collect();
     let mut dropout_rng = crate::rng::stream(seed, "finetune/dropout");
     let mut selection = EpochSelection::new(seed);
-    progress.start("fine-tune", cfg.finetune_epochs as u64);
+    progress.start("fine-tune", cfg.finetune_epochs as u64, "epochs");
     for epoch in 1..=cfg.finetune_epochs {
         order.shuffle(&mut rng);
         for batch in order.chunks(cfg.batch_size) {

@@ -1,20 +1,32 @@
-//! Evaluation: frozen-encoder embeddings, the linear probe (SPEC 9.3), the bag-of-frames
+//! Evaluation: frozen-encoder embeddings, the linear probe (docs/method.md §9.3), the bag-of-frames
 //! floor it is compared with, and the LAPE summary table.
 
 mod config;
 mod embed;
 mod finetune;
 mod floor;
+mod logistic;
 mod probe;
 mod scoring;
+mod seeds;
 mod summary;
 
 pub use config::{
     BuiltinEncoder, EncoderChoice, EvalConfig, ExternalEncoder, InputNormalization, Weights,
 };
-pub use embed::{embed_frames, embed_spectrograms, encoder_hash, Pooling};
+pub use embed::{
+    embed_frames, embed_spectrograms, encoder_hash, encoder_span, normalised_batch, recalibrated,
+    Pooling,
+};
 pub use finetune::{finetune, FinetuneData};
 pub use floor::bag_of_frames;
+pub use logistic::{logistic_probe, LogisticOutcome, L2_GRID};
 pub use probe::{linear_probe, ProbeConfig, ProbeOutcome, ProbeSet, Protocol};
-pub use scoring::{finetune_scores, linear_scores, mean_std, ProbeInputs, ScoreContext};
+pub use scoring::{
+    finetune_scores, linear_scores, logistic_scores, mean_std, ProbeInputs, ScoreContext,
+};
+pub use seeds::{
+    sample_mean_sd, seed_rows, t_975, Interval, SeedRow, SeedRun, SeedTable, BASELINE_ENCODER,
+    MEAN_TASK,
+};
 pub use summary::{lape_table, latest_scores, Cell, LapeRow, LapeTable, TABLE_METRIC};

@@ -1,4 +1,4 @@
-//! The linear probe of SPEC 9.3: inputs standardised with train-split statistics, one linear
+//! The linear probe of docs/method.md §9.3: inputs standardised with train-split statistics, one linear
 //! layer with softmax cross-entropy, Adam (lr 1e-3, batch 32), and the epoch chosen on the
 //! validation split. The test accuracy at that epoch is the score; the maximum test accuracy
 //! over epochs is also returned, labelled as LAPE's protocol, for comparison only.
@@ -17,7 +17,7 @@ use crate::spec::Problem;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProbeConfig {
-    /// Training epochs (SPEC 9.1: 30).
+    /// Training epochs (docs/method.md §9.1: 30).
     pub epochs: usize,
     /// Adam learning rate.
     pub lr: f64,
@@ -27,20 +27,23 @@ pub struct ProbeConfig {
     pub seeds: usize,
     /// Protocols scored, each a row set of the results table.
     pub protocols: Vec<Protocol>,
-    /// Fine-tuning epochs (SPEC 9.2: 100).
+    /// Fine-tuning epochs (docs/method.md §9.2: 100).
     pub finetune_epochs: usize,
 }
 
-/// An evaluation protocol (SPEC 9).
+/// An evaluation protocol (docs/method.md §9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
-    /// Linear probe on frozen embeddings, epoch chosen on the validation split (SPEC 9.3).
+    /// Linear probe on frozen embeddings, epoch chosen on the validation split (docs/method.md §9.3).
     Linear,
     /// The same probe scored as LAPE's Protocol A does: the maximum test accuracy over
     /// epochs. It selects on test; it is here only to compare with published LAPE numbers.
     LinearLape,
-    /// Fine-tuning the whole encoder with a linear head (SPEC 9.2 hyperparameters), epoch
+    /// Multinomial logistic regression fitted to convergence, L2 penalty chosen on the
+    /// validation split (deterministic: one fit, no probe seeds). See [`super::logistic_probe`].
+    Logistic,
+    /// Fine-tuning the whole encoder with a linear head (docs/method.md §9.2 hyperparameters), epoch
     /// chosen on the validation split.
     Finetune,
 }
@@ -51,6 +54,7 @@ impl Protocol {
         match self {
             Protocol::Linear => "linear",
             Protocol::LinearLape => "linear_lape",
+            Protocol::Logistic => "logistic",
             Protocol::Finetune => "finetune",
         }
     }
@@ -73,13 +77,17 @@ impl ProbeConfig {
     /// Bad values, with keys relative to `probe`.
     pub fn problems(&self) -> Vec<Problem> {
         let mut p = Problem::zero_counts(&[
-            ("epochs", self.epochs as u64, "SPEC 9.3 uses 30"),
-            ("batch_size", self.batch_size as u64, "SPEC 9.3 uses 32"),
+            ("epochs", self.epochs as u64, "docs/method.md §9.3 uses 30"),
+            (
+                "batch_size",
+                self.batch_size as u64,
+                "docs/method.md §9.3 uses 32",
+            ),
             ("seeds", self.seeds as u64, "report at least 3 seeds"),
             (
                 "finetune_epochs",
                 self.finetune_epochs as u64,
-                "SPEC 9.2 uses 100",
+                "docs/method.md §9.2 uses 100",
             ),
         ]);
         if self.protocols.is_empty() {
@@ -93,7 +101,7 @@ impl ProbeConfig {
             p.push(Problem::new(
                 "lr",
                 format!("{} is not a positive learning rate", self.lr),
-                "SPEC 9.3 uses 0.001",
+                "docs/method.md §9.3 uses 0.001",
             ));
         }
         p
@@ -138,20 +146,11 @@ pub fn linear_probe(
     test: ProbeSet<'_>,
     seed: u64,
 ) -> Result<ProbeOutcome> {
-    for (name, set) in [("train", train), ("valid", valid), ("test", test)] {
-        if set.y.is_empty() || set.x.len() != set.y.len() * dim {
-            return Err(Error::Invalid(format!(
-                "probe: {name} split has {} labels and {} values for dim {dim}",
-                set.y.len(),
-                set.x.len()
-            )));
-        }
-        if let Some(bad) = set.y.iter().find(|&&c| c >= n_classes) {
-            return Err(Error::Invalid(format!(
-                "probe: label {bad} in {name} is out of range for {n_classes} classes"
-            )));
-        }
-    }
+    check_sets(
+        dim,
+        n_classes,
+        [("train", train), ("valid", valid), ("test", test)],
+    )?;
     let scaler = Standardizer::fit(train.x, dim);
     let (xtr, xva, xte) = (
         scaler.apply(train.x),
@@ -177,6 +176,29 @@ pub fn linear_probe(
         );
     }
     Ok(selection.finish().expect("at least one epoch"))
+}
+
+/// Errors for a split whose values do not fit `dim` or whose labels exceed `n_classes`.
+pub(crate) fn check_sets(
+    dim: usize,
+    n_classes: usize,
+    sets: [(&str, ProbeSet<'_>); 3],
+) -> Result<()> {
+    for (name, set) in sets {
+        if set.y.is_empty() || set.x.len() != set.y.len() * dim {
+            return Err(Error::Invalid(format!(
+                "probe: {name} split has {} labels and {} values for dim {dim}",
+                set.y.len(),
+                set.x.len()
+            )));
+        }
+        if let Some(bad) = set.y.iter().find(|&&c| c >= n_classes) {
+            return Err(Error::Invalid(format!(
+                "probe: label {bad} in {name} is out of range for {n_classes} classes"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Model selection over epochs: the epoch with the best validation accuracy (the earliest on
@@ -223,14 +245,14 @@ impl EpochSelection {
     }
 }
 
-/// Per-dimension mean and std of the training split.
-struct Standardizer {
+/// Per-dimension mean and std of the training split, applied to every split.
+pub(crate) struct Standardizer {
     mean: Vec<f32>,
     inv_std: Vec<f32>,
 }
 
 impl Standardizer {
-    fn fit(x: &[f32], dim: usize) -> Self {
+    pub(crate) fn fit(x: &[f32], dim: usize) -> Self {
         let n = (x.len() / dim) as f64;
         let mut mean = vec![0f64; dim];
         let mut sq = vec![0f64; dim];
@@ -258,7 +280,7 @@ impl Standardizer {
         }
     }
 
-    fn apply(&self, x: &[f32]) -> Vec<f32> {
+    pub(crate) fn apply(&self, x: &[f32]) -> Vec<f32> {
         let dim = self.mean.len();
         x.chunks_exact(dim)
             .flat_map(|row| {

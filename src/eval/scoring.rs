@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use super::finetune::{finetune, FinetuneData};
+use super::logistic::logistic_probe;
 use super::probe::{linear_probe, ProbeConfig, ProbeOutcome, ProbeSet, Protocol};
 use crate::error::Result;
 use crate::model::Encoder;
@@ -123,6 +124,45 @@ pub fn linear_scores(
         let wall = started.elapsed().as_secs_f64();
         rows.extend(outcome_rows(ctx, &inputs, selected, max_test, &o, wall));
     }
+    Ok(rows)
+}
+
+/// The `logistic` protocol's rows (when `cfg.protocols` has it): test/valid/train accuracy
+/// at the L2 penalty chosen on valid, and that penalty as the metric `l2_penalty`. The fit is
+/// deterministic, so it is one row set under the master seed.
+pub fn logistic_scores(
+    cfg: &ProbeConfig,
+    ctx: &ScoreContext,
+    inputs: ProbeInputs<'_>,
+) -> Result<Vec<ScoreRow>> {
+    if !cfg.protocols.contains(&Protocol::Logistic) {
+        return Ok(Vec::new());
+    }
+    let started = Instant::now();
+    let [train, valid, test] = inputs.sets;
+    let fit = logistic_probe(inputs.dim, inputs.classes, train, valid, test)?;
+    tracing::debug!(
+        "{} {}: logistic probe chose L2 {} ({} iterations)",
+        inputs.encoder,
+        inputs.task,
+        fit.l2,
+        fit.iterations
+    );
+    let outcome = ProbeOutcome {
+        seed: ctx.seed,
+        best_epoch: 0,
+        train_accuracy: fit.train_accuracy,
+        valid_accuracy: fit.valid_accuracy,
+        test_accuracy: fit.test_accuracy,
+        max_test_accuracy: 0.0,
+        max_test_epoch: 0,
+    };
+    let wall = started.elapsed().as_secs_f64();
+    let mut rows = outcome_rows(ctx, &inputs, Some(Protocol::Logistic), None, &outcome, wall);
+    let mut penalty = rows[0].clone();
+    penalty.metric = "l2_penalty".into();
+    penalty.value = fit.l2;
+    rows.push(penalty);
     Ok(rows)
 }
 

@@ -1,4 +1,4 @@
-//! Front-end settings; the defaults are SPEC 2.3 (the official LAPE / BYOL-A front end).
+//! Front-end settings; the defaults are docs/method.md §2.3 (the official LAPE / BYOL-A front end).
 
 use serde::{Deserialize, Serialize};
 
@@ -139,14 +139,29 @@ impl FrontendConfig {
     pub fn n_frames(&self, samples: usize) -> usize {
         1 + samples / self.hop_length
     }
+
+    /// The frames `[first, end)` of a `window`-sample input (`center=True`: frame `t` is
+    /// centred on sample `t * hop`) that belong to its samples `[start, end)`: those centred
+    /// on them, and every frame past an edge of the window that the span reaches. At least one.
+    pub fn frames_of_span(&self, (start, end): (usize, usize), window: usize) -> (usize, usize) {
+        let total = self.n_frames(window);
+        let first = start.div_ceil(self.hop_length);
+        let last = if end >= window {
+            total
+        } else {
+            end.div_ceil(self.hop_length).min(total)
+        };
+        let first = first.min(total - 1);
+        (first, last.max(first + 1))
+    }
 }
 
-/// How log-mel input is normalised (SPEC 2.4).
+/// How log-mel input is normalised (docs/method.md §2.4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum NormalizationConfig {
-    /// One scalar mean/std over a seeded sample of pre-training clips (SPEC 13 default).
-    /// The official per-worker running norm (SPEC 2.4 option a) belongs to the training
+    /// One scalar mean/std over a seeded sample of pre-training clips (docs/method.md §13 default).
+    /// The official per-worker running norm (docs/method.md §2.4 option a) belongs to the training
     /// pipeline and is not offered yet.
     Precomputed {
         /// How many pre-training clips (one random window each) to sample.

@@ -1,4 +1,4 @@
-//! BYOL-A (SPEC 11.3): an online network (encoder, projector, predictor) regresses the
+//! BYOL-A (docs/method.md §11.3): an online network (encoder, projector, predictor) regresses the
 //! target network's projection of the other view; the target (encoder and projector) is an
 //! EMA of the online one. Inputs are standardised per batch first (BYOL-A's `NormalizeBatch`).
 
@@ -8,18 +8,17 @@ use serde::{Deserialize, Serialize};
 use super::heads::Mlp;
 use super::{init_stream, load_network, network_state, new_encoder, Learner, LearnerStep};
 use crate::checkpoint::{CheckpointTensors, NamedTensors};
-use crate::distributed::Communicator;
 use crate::error::Error;
 use crate::loss::byol_loss;
 use crate::model::{copy_params, ema_update, pool_max_mean, Dropout, Encoder};
 use crate::spec::ExperimentSpec;
-use crate::train::{dropout_streams, StepLosses};
+use crate::train::{dropout_streams, EmaSchedule, StepBatch, StepLosses};
 
-/// BYOL-A's hyperparameters (SPEC 11.3; `BYOLA:config.yaml`).
+/// BYOL-A's hyperparameters (docs/method.md §11.3; `BYOLA:config.yaml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ByolAConfig {
-    /// Target EMA decay (constant).
+    /// Target EMA decay (the base of `objective.ema_schedule`).
     pub ema_decay: f64,
     /// Hidden width of the projector and predictor MLPs.
     pub hidden_dim: usize,
@@ -66,6 +65,10 @@ impl Branch {
 /// The online branch with its predictor, and the EMA target branch.
 pub struct ByolALearner {
     cfg: ByolAConfig,
+    /// `objective.ema_schedule`, from `ema_decay`.
+    schedule: EmaSchedule,
+    /// The target decay of the current step.
+    decay: f64,
     online: Branch,
     predictor: Mlp,
     target: Branch,
@@ -92,6 +95,8 @@ impl ByolALearner {
         let target = build(&mut crate::rng::stream(0, "model/duplicate"))?;
         copy_params(&target.named_params(), &online.named_params())?;
         Ok(Self {
+            decay: cfg.ema_decay,
+            schedule: spec.objective.ema_schedule,
             cfg,
             online,
             predictor,
@@ -122,14 +127,11 @@ impl Learner for ByolALearner {
         out.into_iter().map(|(_, v)| v).collect()
     }
 
-    fn step(
-        &mut self,
-        x1: &Tensor,
-        x2: &Tensor,
-        _comm: &dyn Communicator,
-        seed: u64,
-        draw: u64,
-    ) -> Result<LearnerStep> {
+    fn step(&mut self, batch: &StepBatch<'_>) -> Result<LearnerStep> {
+        let StepBatch {
+            x1, x2, seed, draw, ..
+        } = *batch;
+        self.decay = self.schedule.momentum(self.cfg.ema_decay, batch.progress);
         let (x1, x2) = if self.cfg.post_norm {
             normalize_pair(x1, x2)?
         } else {
@@ -172,7 +174,7 @@ impl Learner for ByolALearner {
         ema_update(
             &self.target.named_params(),
             &self.online.named_params(),
-            self.cfg.ema_decay,
+            self.decay,
         )
     }
 

@@ -1,4 +1,4 @@
-//! DeLoRes-M (SPEC 11.2): MoCo in one direction (student on view 1 against the EMA teacher's
+//! DeLoRes-M (docs/method.md §11.2): MoCo in one direction (student on view 1 against the EMA teacher's
 //! key of view 2 and the queue) plus a Barlow-Twins loss on the time-averaged output of each
 //! conv block, student view 1 against teacher view 2, through a trainable projector per
 //! block shared by both sides.
@@ -8,14 +8,13 @@ use candle_core::{Device, Result, Tensor, Var};
 use super::heads::Mlp;
 use super::{init_stream, load_network, network_state, new_encoder, Learner, LearnerStep};
 use crate::checkpoint::{CheckpointTensors, NamedTensors};
-use crate::distributed::Communicator;
 use crate::error::Error;
 use crate::loss::{barlow_twins, info_nce, l2_normalize};
 use crate::methods::DeloresConfig;
 use crate::model::CHANNELS;
 use crate::model::{copy_params, ema_update, pool_max_mean, Dropout, Encoder, KeyQueue, Linear};
 use crate::spec::ExperimentSpec;
-use crate::train::{dropout_streams, ObjectiveConfig, StepLosses};
+use crate::train::{dropout_streams, ObjectiveConfig, StepBatch, StepLosses};
 
 /// Encoder and instance projector (the part the teacher copies).
 struct Branch {
@@ -58,6 +57,8 @@ pub struct DeloresMLearner {
     teacher: Branch,
     projectors: Vec<Mlp>,
     queue: KeyQueue,
+    /// The teacher momentum of the current step.
+    momentum: f64,
 }
 
 impl DeloresMLearner {
@@ -92,6 +93,7 @@ impl DeloresMLearner {
             device,
         )?;
         Ok(Self {
+            momentum: spec.objective.ema_momentum,
             objective: spec.objective.clone(),
             delores: spec.delores.clone(),
             student,
@@ -117,20 +119,32 @@ impl Learner for DeloresMLearner {
         out.into_iter().map(|(_, v)| v).collect()
     }
 
-    fn step(
-        &mut self,
-        x1: &Tensor,
-        x2: &Tensor,
-        comm: &dyn Communicator,
-        seed: u64,
-        draw: u64,
-    ) -> Result<LearnerStep> {
+    fn step(&mut self, batch: &StepBatch<'_>) -> Result<LearnerStep> {
+        let StepBatch {
+            x1,
+            x2,
+            comm,
+            seed,
+            draw,
+            ..
+        } = *batch;
+        self.momentum = self
+            .objective
+            .ema_schedule
+            .momentum(self.objective.ema_momentum, batch.progress);
         let [mut s1, _, mut t2, _] = dropout_streams(seed, draw);
         let (q, student_blocks) = self.student.forward(x1, &mut Dropout::Sample(&mut s1))?;
         let (k, teacher_blocks) = self.teacher.forward(x2, &mut Dropout::Sample(&mut t2))?;
         let k = k.detach();
-        let instance = info_nce(&q, &k, &self.queue.keys, self.objective.temperature)?;
-        self.queue.enqueue(&comm.all_gather(&k)?)?;
+        let mask = batch.same_clip_mask(&self.queue, self.objective.mask_same_clip)?;
+        let instance = info_nce(
+            &q,
+            &k,
+            &self.queue.keys,
+            self.objective.temperature,
+            mask.as_ref(),
+        )?;
+        self.queue.enqueue(&comm.all_gather(&k)?, batch.clips)?;
         let mut decorrelation = instance.zeros_like()?;
         for ((projector, s), t) in self
             .projectors
@@ -164,7 +178,7 @@ impl Learner for DeloresMLearner {
         ema_update(
             &self.teacher.named_params(),
             &self.student.named_params(),
-            self.objective.ema_momentum,
+            self.momentum,
         )
     }
 

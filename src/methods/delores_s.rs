@@ -1,4 +1,4 @@
-//! DeLoRes-S (SPEC 11.1): one encoder for both views, a three-layer projector, and the
+//! DeLoRes-S (docs/method.md §11.1): one encoder for both views, a three-layer projector, and the
 //! Barlow-Twins loss as the LAPE toolkit codes it (one weight on both terms).
 
 use candle_core::{Device, Result, Tensor, Var};
@@ -7,14 +7,13 @@ use serde::{Deserialize, Serialize};
 use super::heads::Mlp;
 use super::{init_stream, load_network, network_state, new_encoder, Learner, LearnerStep};
 use crate::checkpoint::{CheckpointTensors, NamedTensors};
-use crate::distributed::Communicator;
 use crate::error::Error;
 use crate::loss::barlow_twins;
 use crate::model::{pool_max_mean, Dropout, Encoder};
 use crate::spec::ExperimentSpec;
-use crate::train::{dropout_streams, StepLosses};
+use crate::train::{dropout_streams, StepBatch, StepLosses};
 
-/// DeLoRes' Barlow-Twins settings, shared by DeLoRes-S and DeLoRes-M (SPEC 11.1, 11.2).
+/// DeLoRes' Barlow-Twins settings, shared by DeLoRes-S and DeLoRes-M (docs/method.md §11.1, 11.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeloresConfig {
@@ -91,14 +90,10 @@ impl Learner for DeloresSLearner {
         out.into_iter().map(|(_, v)| v).collect()
     }
 
-    fn step(
-        &mut self,
-        x1: &Tensor,
-        x2: &Tensor,
-        _comm: &dyn Communicator,
-        seed: u64,
-        draw: u64,
-    ) -> Result<LearnerStep> {
+    fn step(&mut self, batch: &StepBatch<'_>) -> Result<LearnerStep> {
+        let StepBatch {
+            x1, x2, seed, draw, ..
+        } = *batch;
         let [mut s1, mut s2, _, _] = dropout_streams(seed, draw);
         let z1 = self.embed(x1, &mut Dropout::Sample(&mut s1))?;
         let z2 = self.embed(x2, &mut Dropout::Sample(&mut s2))?;

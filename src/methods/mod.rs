@@ -1,4 +1,4 @@
-//! Pre-training methods (SPEC 11). `method:` in a spec picks the objective; the front end,
+//! Pre-training methods (docs/method.md §11). `method:` in a spec picks the objective; the front end,
 //! encoder, data pipeline, trainer, checkpoints and evaluation are shared:
 //!
 //! - `slicer` (default): SLICER's instance and cluster losses with an EMA teacher and queue;
@@ -29,23 +29,22 @@ use candle_core::{Device, Result, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{CheckpointTensors, NamedTensors};
-use crate::distributed::Communicator;
 use crate::model::Encoder;
 use crate::spec::ExperimentSpec;
-use crate::train::StepLosses;
+use crate::train::{StepBatch, StepLosses};
 
 /// The pre-training objective.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
-    /// SLICER (SPEC 5-7).
+    /// SLICER (docs/method.md §5-7).
     #[default]
     Slicer,
-    /// BYOL-A (SPEC 11.3).
+    /// BYOL-A (docs/method.md §11.3).
     ByolA,
-    /// DeLoRes-S (SPEC 11.1).
+    /// DeLoRes-S (docs/method.md §11.1).
     DeloresS,
-    /// DeLoRes-M (SPEC 11.2).
+    /// DeLoRes-M (docs/method.md §11.2).
     DeloresM,
     /// No pre-training.
     RandomInit,
@@ -86,18 +85,12 @@ pub trait Learner {
     fn params(&self) -> Vec<Var>;
 
     /// Forwards, losses and backward on this rank's part of a batch of two views
-    /// (`[B, 1, n_mels, T]` each); keys for a queue are gathered over `comm`. `seed` and
-    /// `draw` select the dropout streams (see [`crate::train::rank_draw`]).
-    fn step(
-        &mut self,
-        x1: &Tensor,
-        x2: &Tensor,
-        comm: &dyn Communicator,
-        seed: u64,
-        draw: u64,
-    ) -> Result<LearnerStep>;
+    /// (`[B, 1, n_mels, T]` each); keys for a queue are gathered over `batch.comm`.
+    /// `batch.seed` and `batch.draw` select the dropout streams (see
+    /// [`crate::train::rank_draw`]); `batch.progress` sets a scheduled EMA momentum.
+    fn step(&mut self, batch: &StepBatch<'_>) -> Result<LearnerStep>;
 
-    /// Runs after the optimiser update (the EMA of a teacher).
+    /// Runs after the optimiser update (the EMA of a teacher, at the momentum of the step).
     fn after_update(&mut self) -> Result<()>;
 
     /// The checkpoint files: `student` (with the encoder under `encoder.`), and `teacher`

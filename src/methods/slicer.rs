@@ -1,16 +1,17 @@
 //! SLICER as a [`Learner`]: the step of [`crate::train::slicer_step`] with its student,
 //! teacher and queue.
 
-use candle_core::{Device, Result, Tensor, Var};
+use candle_core::{Device, Result, Var};
 
 use super::{init_stream, Learner, LearnerStep};
 use crate::checkpoint::{CheckpointTensors, NamedTensors};
-use crate::distributed::Communicator;
 use crate::error::Error;
 use crate::loss::cluster_usage_entropy;
 use crate::model::{Encoder, KeyQueue, SlicerNet};
 use crate::spec::ExperimentSpec;
-use crate::train::{dropout_streams, slicer_step, Fidelity, ObjectiveConfig, StepDropout};
+use crate::train::{
+    dropout_streams, slicer_step, Fidelity, ObjectiveConfig, StepBatch, StepDropout,
+};
 
 /// SLICER's student, EMA teacher and key queue.
 pub struct SlicerLearner {
@@ -18,6 +19,8 @@ pub struct SlicerLearner {
     student: SlicerNet,
     teacher: SlicerNet,
     queue: KeyQueue,
+    /// The teacher momentum of the current step (`objective.ema_schedule`).
+    momentum: f64,
 }
 
 impl SlicerLearner {
@@ -33,6 +36,7 @@ impl SlicerLearner {
             device,
         )?;
         Ok(Self {
+            momentum: spec.objective.ema_momentum,
             cfg: spec.objective.clone(),
             student,
             teacher,
@@ -50,23 +54,18 @@ impl Learner for SlicerLearner {
             .collect()
     }
 
-    fn step(
-        &mut self,
-        x1: &Tensor,
-        x2: &Tensor,
-        comm: &dyn Communicator,
-        seed: u64,
-        draw: u64,
-    ) -> Result<LearnerStep> {
-        let mut streams = dropout_streams(seed, draw);
+    fn step(&mut self, batch: &StepBatch<'_>) -> Result<LearnerStep> {
+        self.momentum = self
+            .cfg
+            .ema_schedule
+            .momentum(self.cfg.ema_momentum, batch.progress);
+        let mut streams = dropout_streams(batch.seed, batch.draw);
         let result = slicer_step(
             &self.cfg,
-            &self.student,
-            &self.teacher,
+            (&self.student, &self.teacher),
             &mut self.queue,
-            comm,
-            x1,
-            x2,
+            batch,
+            self.momentum,
             StepDropout::sampled(&mut streams),
         )?;
         Ok(LearnerStep {
@@ -77,10 +76,9 @@ impl Learner for SlicerLearner {
     }
 
     fn after_update(&mut self) -> Result<()> {
-        // The official order updates the teacher inside the step (SPEC 12.2).
+        // The official order updates the teacher inside the step (docs/method.md §12.2).
         if self.cfg.fidelity == Fidelity::Corrected {
-            self.teacher
-                .ema_from(&self.student, self.cfg.ema_momentum)?;
+            self.teacher.ema_from(&self.student, self.momentum)?;
         }
         Ok(())
     }

@@ -1,4 +1,4 @@
-//! AudioNTT2020Task6 (SPEC 4): three Conv3x3-BN-ReLU-MaxPool2 blocks of 64 channels, each time
+//! AudioNTT2020Task6 (docs/method.md §4): three Conv3x3-BN-ReLU-MaxPool2 blocks of 64 channels, each time
 //! frame flattened mel-major / channel-fastest, then Linear(512, d)-ReLU-Dropout-Linear(d, d)-ReLU.
 //! Parameter names mirror the LAPE checkpoints (`encoder.features_1.0.weight`, ...), so BYOL-A
 //! and LAPE weights load by renaming only.
@@ -90,7 +90,7 @@ impl Encoder {
     }
 
     /// The frames and each conv block's output (`[B, 64, n_mels/2^l, T/2^l]`, l = 1..3),
-    /// as `return_all_layers` gives DeLoRes-M (SPEC 11.2).
+    /// as `return_all_layers` gives DeLoRes-M (docs/method.md §11.2).
     pub fn forward_with_blocks(
         &self,
         x: &Tensor,
@@ -109,6 +109,41 @@ impl Encoder {
             hidden
         };
         Ok((self.fc3.forward(&hidden)?.relu()?, [b1, b2, b3]))
+    }
+
+    /// Replaces every BatchNorm's running statistics by the exact mean and unbiased variance
+    /// of its input over all of `inputs` (batches `[B, 1, n_mels, T]`, normalised as for
+    /// embedding), block by block, each block seeing the earlier ones already recalibrated
+    /// in eval mode. Nothing else changes.
+    pub fn recalibrate_batch_norm(&self, inputs: &[Tensor]) -> Result<()> {
+        for (l, block) in self.blocks.iter().enumerate() {
+            let mut totals: Option<(Tensor, Tensor)> = None;
+            let mut count = 0usize;
+            for x in inputs {
+                let mut h = x.clone();
+                for earlier in &self.blocks[..l] {
+                    h = earlier.forward(&h, false)?;
+                }
+                let y = block.conv.forward(&h)?.to_dtype(DType::F64)?;
+                let (b, _, height, width) = y.dims4()?;
+                count += b * height * width;
+                let (sum, sq) = (y.sum((0, 2, 3))?, y.sqr()?.sum((0, 2, 3))?);
+                totals = Some(match totals {
+                    None => (sum, sq),
+                    Some((s, q)) => ((s + sum)?, (q + sq)?),
+                });
+            }
+            let Some((sum, sq)) = totals else {
+                candle_core::bail!("BatchNorm recalibration needs at least one batch");
+            };
+            let n = count as f64;
+            let mean = (sum / n)?;
+            let biased = ((sq / n)? - mean.sqr()?)?.relu()?;
+            let unbiased = (biased * (n / (n - 1.0).max(1.0)))?;
+            block.bn.running_mean.set(&mean.to_dtype(DType::F32)?)?;
+            block.bn.running_var.set(&unbiased.to_dtype(DType::F32)?)?;
+        }
+        Ok(())
     }
 
     /// A copy of this encoder (parameters and buffers) on `device`.
@@ -215,7 +250,68 @@ pub(crate) fn load_params(params: &[(String, Var)], state: &HashMap<String, Tens
     Ok(())
 }
 
-/// SPEC 4 pooling: max over time plus mean over time, `[B, T, d] -> [B, d]`.
+/// docs/method.md §4 pooling: max over time plus mean over time, `[B, T, d] -> [B, d]`.
 pub fn pool_max_mean(frames: &Tensor) -> Result<Tensor> {
     frames.max(1)? + frames.mean(1)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn randn(shape: (usize, usize, usize, usize), seed: u64) -> Tensor {
+        let n = shape.0 * shape.1 * shape.2 * shape.3;
+        let mut rng = crate::rng::stream(seed, "encoder/test");
+        let v: Vec<f32> = (0..n).map(|_| rng.random_range(-2.0..2.0)).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    /// Per-channel mean and unbiased variance over (N, H, W).
+    fn channel_stats(y: &Tensor) -> (Vec<f32>, Vec<f32>) {
+        let (b, _, h, w) = y.dims4().unwrap();
+        let n = (b * h * w) as f64;
+        let mean = y.mean_keepdim((0, 2, 3)).unwrap();
+        let var = (y
+            .broadcast_sub(&mean)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum((0, 2, 3))
+            .unwrap()
+            / (n - 1.0))
+            .unwrap();
+        (
+            mean.flatten_all().unwrap().to_vec1().unwrap(),
+            var.to_vec1().unwrap(),
+        )
+    }
+
+    fn close(a: &[f32], b: &[f32]) {
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn recalibration_sets_each_block_to_its_input_statistics() {
+        let encoder =
+            Encoder::new(16, 8, 0.0, &mut crate::rng::stream(3, "init"), &Device::Cpu).unwrap();
+        let batches = [randn((3, 1, 16, 24), 1), randn((2, 1, 16, 24), 2)];
+        encoder.recalibrate_batch_norm(&batches).unwrap();
+        let all = Tensor::cat(&batches, 0).unwrap();
+        let mut h = all;
+        for block in &encoder.blocks {
+            let (mean, var) = channel_stats(&block.conv.forward(&h).unwrap());
+            close(
+                &block.bn.running_mean.as_tensor().to_vec1::<f32>().unwrap(),
+                &mean,
+            );
+            close(
+                &block.bn.running_var.as_tensor().to_vec1::<f32>().unwrap(),
+                &var,
+            );
+            h = block.forward(&h, false).unwrap();
+        }
+        assert!(encoder.recalibrate_batch_norm(&[]).is_err());
+    }
 }

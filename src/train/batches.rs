@@ -30,6 +30,8 @@ pub struct Batch {
     pub view1: Vec<f32>,
     /// View 2.
     pub view2: Vec<f32>,
+    /// The corpus index of every clip of the global batch (all ranks, in rank order).
+    pub clips: Vec<usize>,
 }
 
 /// Everything the producer needs.
@@ -162,6 +164,7 @@ impl BatchPlan {
                     step_in_epoch: s,
                     view1,
                     view2,
+                    clips: order[s * self.batch_size..(s + 1) * self.batch_size].to_vec(),
                 };
                 if s >= first && tx.send(batch).is_err() {
                     return;
@@ -203,7 +206,7 @@ impl Batches {
     }
 }
 
-/// k-mix centroids from a seeded sample of the corpus (SPEC 3.3.1 with the SPEC 13 fix:
+/// k-mix centroids from a seeded sample of the corpus (docs/method.md §3.3.1 with the docs/method.md §13 fix:
 /// descriptors are time-means of *normalised* log-mels, L2-normalised, so centroids live in
 /// the space they are used in). At most `clusters * 256` points, as faiss subsamples.
 pub fn fit_centroids(

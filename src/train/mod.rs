@@ -12,6 +12,6 @@ pub use throughput::{throughput, Throughput};
 pub use trainer::{pretrain, pretrain_on, Pretrained};
 
 pub use step::{
-    dropout_streams, rank_draw, slicer_step, Fidelity, InstanceLoss, ObjectiveConfig, StepDropout,
-    StepLosses, StepResult,
+    dropout_streams, rank_draw, slicer_step, EmaSchedule, Fidelity, InstanceLoss, ObjectiveConfig,
+    StepBatch, StepDropout, StepLosses, StepResult,
 };

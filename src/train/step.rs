@@ -1,6 +1,6 @@
-//! One SLICER training step (SPEC 7.4): two directions of MoCo InfoNCE against the queue,
+//! One SLICER training step (docs/method.md §7.4): two directions of MoCo InfoNCE against the queue,
 //! the cluster loss between the student's two views, the EMA teacher and the enqueues, in
-//! the official order or in the corrected one (SPEC 12.1, 12.2, 13).
+//! the official order or in the corrected one (docs/method.md §12.1, 12.2, 13).
 
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor};
@@ -14,7 +14,7 @@ use crate::model::{Dropout, KeyQueue, SlicerNet, SlicerOutput};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Fidelity {
-    /// SPEC 13: one EMA update per step (after the optimiser step), both directions scored
+    /// docs/method.md §13: one EMA update per step (after the optimiser step), both directions scored
     /// against the same pre-step queue, then the keys enqueued.
     #[default]
     Corrected,
@@ -36,7 +36,7 @@ pub enum InstanceLoss {
     NtXent,
 }
 
-/// SLICER loss settings (SPEC 7, 13).
+/// SLICER loss settings (docs/method.md §7, 13).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ObjectiveConfig {
@@ -54,10 +54,88 @@ pub struct ObjectiveConfig {
     pub entropy_weight: f64,
     /// Weight of the two instance losses (0 ablates them: cluster loss only).
     pub instance_weight: f64,
-    /// Weight of the cluster loss (0 ablates it: MoCo-v2 instance-only training, SPEC 11.6).
+    /// Weight of the cluster loss (0 ablates it: MoCo-v2 instance-only training, docs/method.md §11.6).
     pub cluster_weight: f64,
     /// Queue length (a multiple of the batch size).
     pub queue_size: usize,
+    /// Keep keys of a query's own clip (other crops of it, enqueued earlier) out of its
+    /// negatives. Off in the official code, where a queue larger than the corpus holds
+    /// several such false negatives per query.
+    pub mask_same_clip: bool,
+    /// How the teacher momentum moves over the run (also BYOL-A's and DeLoRes-M's EMA).
+    pub ema_schedule: EmaSchedule,
+}
+
+/// The teacher's EMA momentum over a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmaSchedule {
+    /// The base momentum at every step (official SLICER, MoCo).
+    #[default]
+    Constant,
+    /// From the base momentum at the first step to 1 at the end, on a half cosine (BYOL):
+    /// `1 - (1 - base) (1 + cos(pi t / T)) / 2`.
+    Cosine,
+}
+
+impl EmaSchedule {
+    /// The momentum for a step taken after `progress` (in `[0, 1]`) of the run.
+    pub fn momentum(self, base: f64, progress: f64) -> f64 {
+        match self {
+            EmaSchedule::Constant => base,
+            EmaSchedule::Cosine => {
+                1.0 - (1.0 - base) * (1.0 + (std::f64::consts::PI * progress.clamp(0.0, 1.0)).cos())
+                    / 2.0
+            }
+        }
+    }
+}
+
+/// What every learner's step receives besides its own state.
+#[derive(Clone, Copy)]
+pub struct StepBatch<'a> {
+    /// View 1 of this rank's clips, `[B, 1, n_mels, T]`.
+    pub x1: &'a Tensor,
+    /// View 2.
+    pub x2: &'a Tensor,
+    /// The corpus clip of every row of the global batch, all ranks in rank order (this
+    /// rank's rows are its slice): the ids of the keys every rank enqueues.
+    pub clips: &'a [usize],
+    /// The ranks of the job.
+    pub comm: &'a dyn Communicator,
+    /// Master seed (dropout streams).
+    pub seed: u64,
+    /// Index of this rank's random draws ([`rank_draw`]).
+    pub draw: u64,
+    /// Share of the run done before this step, `step / total` (momentum schedules).
+    pub progress: f64,
+}
+
+impl StepBatch<'_> {
+    /// The clips of this rank's rows.
+    pub fn local_clips(&self) -> Result<&[usize]> {
+        let per_rank = self.x1.dim(0)?;
+        let first = self.comm.rank() * per_rank;
+        self.clips.get(first..first + per_rank).ok_or_else(|| {
+            candle_core::Error::Msg(format!(
+                "{} clip ids for rank {} of {} with {per_rank} rows each",
+                self.clips.len(),
+                self.comm.rank(),
+                self.comm.world_size()
+            ))
+        })
+    }
+
+    /// The additive `[B, K]` mask that keeps this rank's own clips out of `queue`'s
+    /// negatives, when `enabled`.
+    pub fn same_clip_mask(&self, queue: &KeyQueue, enabled: bool) -> Result<Option<Tensor>> {
+        if !enabled {
+            return Ok(None);
+        }
+        queue
+            .same_clip_mask(self.local_clips()?, self.x1.dtype())
+            .map(Some)
+    }
 }
 
 impl Default for ObjectiveConfig {
@@ -72,6 +150,8 @@ impl Default for ObjectiveConfig {
             instance_weight: 1.0,
             cluster_weight: 1.0,
             queue_size: 65_536,
+            mask_same_clip: false,
+            ema_schedule: EmaSchedule::Constant,
         }
     }
 }
@@ -141,20 +221,18 @@ pub struct StepResult {
     pub teacher: [SlicerOutput; 2],
 }
 
-/// Runs the forward passes, losses, enqueues (and, in official mode, the two EMA updates),
-/// and the backward pass. The optimiser step (and the corrected EMA) is the caller's. The
-/// keys of every rank of `comm` are enqueued, in rank order.
-#[allow(clippy::too_many_arguments)] // the step's state, as SPEC 7.4 lists it
+/// Runs the forward passes, losses, enqueues (and, in official mode, the two EMA updates
+/// with `momentum`), and the backward pass. The optimiser step (and the corrected EMA) is
+/// the caller's. The keys of every rank of `batch.comm` are enqueued, in rank order.
 pub fn slicer_step(
     cfg: &ObjectiveConfig,
-    student: &SlicerNet,
-    teacher: &SlicerNet,
+    (student, teacher): (&SlicerNet, &SlicerNet),
     queue: &mut KeyQueue,
-    comm: &dyn Communicator,
-    x1: &Tensor,
-    x2: &Tensor,
+    batch: &StepBatch<'_>,
+    momentum: f64,
     dropout: StepDropout<'_>,
 ) -> Result<StepResult> {
+    let StepBatch { x1, x2, comm, .. } = *batch;
     let StepDropout {
         mut student_v1,
         mut student_v2,
@@ -169,25 +247,45 @@ pub fn slicer_step(
         c: o.c.detach(),
     };
 
+    let clips = batch.clips;
     if official {
-        teacher.ema_from(student, cfg.ema_momentum)?;
+        teacher.ema_from(student, momentum)?;
     }
     let s1 = student.forward(x1, true, &mut student_v1)?;
     let t2 = detach(teacher.forward(x2, true, &mut teacher_v2)?);
     let k2 = l2_normalize(&t2.z)?;
-    let loss_a = info_nce(&l2_normalize(&s1.z)?, &k2, &queue.keys, cfg.temperature)?;
+    let mask = batch.same_clip_mask(queue, cfg.mask_same_clip)?;
+    let loss_a = info_nce(
+        &l2_normalize(&s1.z)?,
+        &k2,
+        &queue.keys,
+        cfg.temperature,
+        mask.as_ref(),
+    )?;
     if official {
-        queue.enqueue(&comm.all_gather(&k2)?)?;
-        teacher.ema_from(student, cfg.ema_momentum)?;
+        queue.enqueue(&comm.all_gather(&k2)?, clips)?;
+        teacher.ema_from(student, momentum)?;
     }
     let s2 = student.forward(x2, true, &mut student_v2)?;
     let t1 = detach(teacher.forward(x1, true, &mut teacher_v1)?);
     let k1 = l2_normalize(&t1.z)?;
-    let loss_b = info_nce(&l2_normalize(&s2.z)?, &k1, &queue.keys, cfg.temperature)?;
+    // Official order: view 2's keys are in the queue now, and masked as their clip's.
+    let mask = if official {
+        batch.same_clip_mask(queue, cfg.mask_same_clip)?
+    } else {
+        mask
+    };
+    let loss_b = info_nce(
+        &l2_normalize(&s2.z)?,
+        &k1,
+        &queue.keys,
+        cfg.temperature,
+        mask.as_ref(),
+    )?;
     if !official {
-        queue.enqueue(&comm.all_gather(&k2)?)?;
+        queue.enqueue(&comm.all_gather(&k2)?, clips)?;
     }
-    queue.enqueue(&comm.all_gather(&k1)?)?;
+    queue.enqueue(&comm.all_gather(&k1)?, clips)?;
 
     let (loss_a, loss_b) = match cfg.instance_loss {
         InstanceLoss::Moco => (loss_a, loss_b),
@@ -224,4 +322,18 @@ pub fn slicer_step(
         student: [s1, s2],
         teacher: [t1, t2],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosine_momentum_runs_from_the_base_to_one() {
+        let s = EmaSchedule::Cosine;
+        assert_eq!(s.momentum(0.99, 0.0), 0.99);
+        assert!((s.momentum(0.99, 0.5) - 0.995).abs() < 1e-12);
+        assert!((s.momentum(0.99, 1.0) - 1.0).abs() < 1e-12);
+        assert_eq!(EmaSchedule::Constant.momentum(0.99, 0.7), 0.99);
+    }
 }

@@ -9,13 +9,13 @@ use std::time::Instant;
 use candle_core::Tensor;
 
 use super::batches::{fit_centroids, BatchPlan};
-use super::step::rank_draw;
+use super::step::{rank_draw, StepBatch};
 use crate::checkpoint::{self, TrainState};
 use crate::data::{load_clips, pretrain_clips};
 use crate::distributed::{average_gradients, average_running_stats, ensure_in_sync, Communicator};
 use crate::error::{Error, Result};
 use crate::features::{LogMelFrontend, NormStats};
-use crate::methods::Learner;
+use crate::methods::{Learner, Method};
 use crate::optim::Optimizer;
 use crate::progress::Progress;
 use crate::results::{write_metrics, MetricRow};
@@ -157,12 +157,13 @@ pub fn pretrain_on(
         workers: cfg.workers,
     };
     let steps_per_epoch = plan.steps_per_epoch();
+    warn_if_queue_outlasts_epoch(spec, steps_per_epoch * cfg.batch_size);
     let total = cfg
         .max_steps
         .unwrap_or(u64::MAX)
         .min((cfg.epochs * steps_per_epoch) as u64);
     let frames = spec.frontend.n_frames(window);
-    progress.start("pretrain", total);
+    progress.start(&format!("pre-train {}", spec.method.name()), total, "steps");
     progress.advance(state.step);
     let mut batches = plan.spawn(state.epoch, state.step_in_epoch, cfg.prefetch);
     let mut last = Instant::now();
@@ -178,13 +179,15 @@ pub fn pretrain_on(
         let x2 = Tensor::from_vec(batch.view2, shape, device).map_err(Error::tensor)?;
         let lr = spec.schedule.lr(spec.optimizer.lr(), state.step, total);
         let mut result = learner
-            .step(
-                &x1,
-                &x2,
+            .step(&StepBatch {
+                x1: &x1,
+                x2: &x2,
+                clips: &batch.clips,
                 comm,
-                spec.seed,
-                rank_draw(state.step, rank, world),
-            )
+                seed: spec.seed,
+                draw: rank_draw(state.step, rank, world),
+                progress: state.step as f64 / total as f64,
+            })
             .map_err(Error::tensor)?;
         average_gradients(comm, &params, &mut result.grads).map_err(Error::tensor)?;
         let l = result.losses;
@@ -254,6 +257,20 @@ pub fn pretrain_on(
         metrics,
         state_digest,
     })
+}
+
+/// Logs a warning when a method's key queue holds more keys than an epoch enqueues: then
+/// every query meets keys of its own clip (other crops) among its negatives.
+fn warn_if_queue_outlasts_epoch(spec: &ExperimentSpec, clips_per_epoch: usize) {
+    let has_queue = matches!(spec.method, Method::Slicer | Method::DeloresM);
+    // SLICER enqueues both views' keys, two per clip and epoch.
+    let keys_per_epoch = clips_per_epoch * if spec.method == Method::Slicer { 2 } else { 1 };
+    if has_queue && spec.objective.queue_size > keys_per_epoch && !spec.objective.mask_same_clip {
+        tracing::warn!(
+            "objective.queue_size = {} holds more keys than one epoch enqueues ({keys_per_epoch} from {clips_per_epoch} clips): queries meet keys of their own clip as negatives. Set objective.mask_same_clip: true, or a queue_size of at most {keys_per_epoch}",
+            spec.objective.queue_size
+        );
+    }
 }
 
 /// Everything a checkpoint holds: the learner's files and the optimiser state.

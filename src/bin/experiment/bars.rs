@@ -10,13 +10,20 @@ use slicer::progress::Progress;
 pub struct Bars(Mutex<Option<ProgressBar>>);
 
 impl Progress for Bars {
-    fn start(&self, label: &str, total: u64) {
+    fn start(&self, label: &str, total: u64, unit: &str) {
         let bar = ProgressBar::new(total).with_prefix(label.to_owned());
+        let rate_unit = unit.to_owned();
         bar.set_style(
-            ProgressStyle::with_template(
-                "{msg:>24} [{bar:30}] {pos}/{len} clips ({per_sec}, eta {eta})",
-            )
+            ProgressStyle::with_template(&format!(
+                "{{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{rate}}, eta {{eta}}) {{msg}}"
+            ))
             .expect("valid template")
+            .with_key(
+                "rate",
+                move |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.2} {rate_unit}/s", state.per_sec());
+                },
+            )
             .progress_chars("=> "),
         );
         *self.0.lock().expect("not poisoned") = Some(bar);

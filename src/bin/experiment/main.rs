@@ -57,6 +57,10 @@ struct Cli {
     /// Suites: run every member again, even those with a finished run of the same spec.
     #[arg(long)]
     rerun: bool,
+    /// Suites: run only these members (comma-separated names; every seed of each); the
+    /// tables still cover every member that has a finished run.
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    members: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -126,7 +130,11 @@ fn run(mut cli: Cli) -> anyhow::Result<()> {
     }
     run_spec(&loaded, cli.stage, cli.resume.as_deref())?;
     if matches!(cli.stage, Stage::Probe | Stage::All) {
-        summary(root)?;
+        write_summary(root)?;
+        println!(
+            "every run's newest scores (LAPE table): {}",
+            root.join("lape_table.md").display()
+        );
     }
     Ok(())
 }
@@ -148,13 +156,34 @@ fn run_suite(cli: &Cli, path: &Path) -> anyhow::Result<()> {
     if cli.resume.is_some() || !matches!(cli.stage, Stage::All | Stage::Summary) {
         anyhow::bail!("a suite runs every stage of each member (and resumes interrupted members by itself): drop --stage and --resume, or run a member's spec alone");
     }
+    if let Some(unknown) = cli
+        .members
+        .iter()
+        .find(|name| !suite.members.iter().any(|m| &m.name == *name))
+    {
+        anyhow::bail!(
+            "--members: {} has no member `{unknown}`; its members are {}",
+            path.display(),
+            suite.member_names().join(", ")
+        );
+    }
+    let chosen: Vec<&slicer::suite::SuiteMember> = suite
+        .members
+        .iter()
+        .filter(|m| cli.members.is_empty() || cli.members.contains(&m.name))
+        .collect();
     if cli.stage == Stage::All {
-        for (i, member) in suite.members.iter().enumerate() {
+        for (i, member) in chosen.iter().enumerate() {
+            let seed = if suite.seeds.is_empty() {
+                String::new()
+            } else {
+                format!(", pre-training seed {}", member.seed)
+            };
             println!(
-                "suite {}: member {}/{} `{}`",
+                "suite {}: member {}/{} `{}`{seed}",
                 suite.name,
                 i + 1,
-                suite.members.len(),
+                chosen.len(),
                 member.name
             );
             let runs = member.runs()?;
@@ -174,8 +203,17 @@ fn run_suite(cli: &Cli, path: &Path) -> anyhow::Result<()> {
             }
         }
     }
-    let table = suite.table()?;
     let dir = suite.table_dir();
+    if let Some(seeds) = suite.seed_table()? {
+        seeds.write(&dir)?;
+        println!(
+            "suite {}: scores over pre-training seeds and gains over random_init (95 % intervals); written to {}:\n\n{}",
+            suite.name,
+            dir.join("seed_table.md").display(),
+            seeds.to_markdown()
+        );
+    }
+    let table = suite.table()?;
     table.write(&dir)?;
     println!(
         "suite {}, test accuracy % (mean ± std over probe seeds); written to {}:\n\n{}",
@@ -251,11 +289,10 @@ fn run_spec(loaded: &LoadedSpec, stage: Stage, resume: Option<&Path>) -> anyhow:
                         )
                     });
                 println!(
-                    "pre-training ({}): {} steps, loss {:.4} -> {:.4}{usage}{speed}",
+                    "pre-training ({}): {} steps, {}{usage}{speed}",
                     spec.method.name(),
                     trained.steps,
-                    first.loss_total,
-                    last.loss_total,
+                    loss_summary(spec, first, last),
                 );
             }
         } else {
@@ -270,6 +307,34 @@ fn run_spec(loaded: &LoadedSpec, stage: Stage, resume: Option<&Path>) -> anyhow:
     }
     println!("run folder: {}", run.path.display());
     Ok(())
+}
+
+/// The losses at the first and last step, with what a reader needs to judge them: for
+/// SLICER, the InfoNCE of one direction (which rises while the queue fills with real keys)
+/// and the cluster loss, each against its chance level.
+fn loss_summary(
+    spec: &ExperimentSpec,
+    first: &slicer::results::MetricRow,
+    last: &slicer::results::MetricRow,
+) -> String {
+    if spec.method != slicer::methods::Method::Slicer {
+        return format!("loss {:.4} -> {:.4}", first.loss_total, last.loss_total);
+    }
+    let queue = spec.objective.queue_size;
+    let keys_per_step = 2 * spec.train.batch_size;
+    let clusters = spec.model.n_clusters as f64;
+    format!(
+        "InfoNCE per direction {:.3} -> {:.3} (chance ln {} = {:.2}; it rises while the queue's random initial keys, easy negatives, are replaced by real ones, all real from step {}), cluster loss {:.3} -> {:.3} (chance ln {} = {:.2})",
+        first.loss_instance_a,
+        last.loss_instance_a,
+        queue + 1,
+        ((queue + 1) as f64).ln(),
+        queue.div_ceil(keys_per_step),
+        first.loss_cluster,
+        last.loss_cluster,
+        2.0 * clusters - 1.0,
+        (2.0 * clusters - 1.0).ln(),
+    )
 }
 
 /// Features, then (per stage) the floor, embeddings and probes; writes scores.parquet.

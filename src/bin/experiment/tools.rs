@@ -51,7 +51,7 @@ pub struct EmbedArgs {
     /// .pth/.ckpt file.
     #[arg(long)]
     model: String,
-    /// Audio files (WAV or FLAC).
+    /// Audio files (WAV or FLAC), or folders: every .wav/.flac below them, sorted.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
     /// Output Parquet file.
@@ -124,6 +124,27 @@ pub fn run(command: Command, bars: &Bars) -> anyhow::Result<()> {
     }
 }
 
+/// The files to embed: each file as given (an unreadable one is reported with the others),
+/// and every `.wav`/`.flac` below each folder, recursively and sorted.
+fn expand_inputs(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let found = slicer::data::audio_files(input)?;
+            if found.is_empty() {
+                anyhow::bail!(
+                    "{}: no .wav or .flac files in this folder or below it",
+                    input.display()
+                );
+            }
+            files.extend(found);
+        } else {
+            files.push(input.clone());
+        }
+    }
+    Ok(files)
+}
+
 fn embed(args: EmbedArgs, bars: &Bars) -> anyhow::Result<()> {
     let mut model = PretrainedEncoder::load(&args.model, weights(args.teacher))?;
     model.encoder = model.encoder.to_device(&args.device.open()?)?;
@@ -142,10 +163,11 @@ fn embed(args: EmbedArgs, bars: &Bars) -> anyhow::Result<()> {
         ..EmbedOptions::default()
     };
     let embedder = Embedder::new(model, norm, options)?;
-    let results = embedder.embed_files(&args.inputs, bars);
+    let inputs = expand_inputs(&args.inputs)?;
+    let results = embedder.embed_files(&inputs, bars);
     let mut rows = Vec::new();
     let mut failed = Vec::new();
-    for (path, result) in args.inputs.iter().zip(results) {
+    for (path, result) in inputs.iter().zip(results) {
         match result {
             Ok(segments) => rows.extend(segments.into_iter().map(|s| EmbeddingRow {
                 path: path.display().to_string(),
@@ -164,7 +186,7 @@ fn embed(args: EmbedArgs, bars: &Bars) -> anyhow::Result<()> {
         anyhow::bail!(
             "{} of {} files could not be embedded (listed above); nothing was written. Fix them or pass --skip-bad-files",
             failed.len(),
-            args.inputs.len()
+            inputs.len()
         );
     }
     if rows.is_empty() {
@@ -174,7 +196,7 @@ fn embed(args: EmbedArgs, bars: &Bars) -> anyhow::Result<()> {
     println!(
         "{} windows from {} files -> {}{}",
         rows.len(),
-        args.inputs.len() - failed.len(),
+        inputs.len() - failed.len(),
         args.out.display(),
         if failed.is_empty() {
             String::new()

@@ -1,4 +1,4 @@
-//! The task registry: the real datasets of the LAPE benchmark (SPEC 9.4), each read from its
+//! The task registry: the real datasets of the LAPE benchmark (docs/method.md §9.4), each read from its
 //! standard on-disk layout. A task is one row of [`DATASETS`] and one loader; adding a task
 //! touches only those.
 //!
@@ -19,6 +19,7 @@ mod voxforge;
 use std::path::{Path, PathBuf};
 
 use super::clip::{ClipAudio, Split};
+pub(crate) use super::pretrain::audio_files;
 use crate::error::{Error, Result};
 
 /// One labelled clip from a dataset.
@@ -41,7 +42,7 @@ pub struct DatasetKind {
     pub layout: &'static str,
     /// Number of classes in the full dataset.
     pub classes: usize,
-    /// Default evaluation window in seconds (SPEC 9.4, Protocol A).
+    /// Default evaluation window in seconds (docs/method.md §9.4, Protocol A).
     pub window_seconds: f64,
     /// Where train, valid and test come from.
     pub splits: &'static str,
@@ -219,14 +220,6 @@ pub(crate) fn file_row(
         label: label.into(),
         split,
     })
-}
-
-/// Every `.wav`/`.flac` under `dir`, sorted.
-pub(crate) fn audio_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    super::pretrain::collect_audio(dir, &mut files)?;
-    files.sort();
-    Ok(files)
 }
 
 #[cfg(test)]
