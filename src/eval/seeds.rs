@@ -159,7 +159,7 @@ fn run_scores(scores: &[ScoreRow]) -> BTreeMap<Key, (f64, f64)> {
 }
 
 /// The rows of every member of `runs`, in the order members first appear; tasks in the
-/// order they first appear, then [`MEAN_TASK`].
+/// order the runs' scores list them, then [`MEAN_TASK`].
 pub fn seed_rows(runs: &[SeedRun]) -> Vec<SeedRow> {
     let mut members: Vec<&str> = Vec::new();
     for r in runs {
@@ -212,18 +212,18 @@ pub fn seed_rows(runs: &[SeedRun]) -> Vec<SeedRow> {
             });
         }
     }
-    order_tasks(rows)
-}
-
-/// Keeps each (member, encoder, protocol) together, tasks in first-seen order, the mean last.
-fn order_tasks(rows: Vec<SeedRow>) -> Vec<SeedRow> {
     let mut tasks: Vec<String> = Vec::new();
-    for r in &rows {
-        if r.task != MEAN_TASK && !tasks.contains(&r.task) {
-            tasks.push(r.task.clone());
+    for s in runs.iter().flat_map(|r| &r.scores) {
+        if !tasks.contains(&s.task) {
+            tasks.push(s.task.clone());
         }
     }
     tasks.push(MEAN_TASK.to_owned());
+    order_tasks(rows, &tasks)
+}
+
+/// Keeps each (member, encoder, protocol) together, tasks in `tasks` order.
+fn order_tasks(rows: Vec<SeedRow>, tasks: &[String]) -> Vec<SeedRow> {
     let mut groups: Vec<(String, String, String)> = Vec::new();
     for r in &rows {
         let g = (r.member.clone(), r.encoder.clone(), r.protocol.clone());
@@ -233,7 +233,7 @@ fn order_tasks(rows: Vec<SeedRow>) -> Vec<SeedRow> {
     }
     let mut out = Vec::with_capacity(rows.len());
     for (m, e, p) in groups {
-        for t in &tasks {
+        for t in tasks {
             if let Some(r) = rows
                 .iter()
                 .find(|r| r.member == m && r.encoder == e && r.protocol == p && &r.task == t)
@@ -421,7 +421,7 @@ mod tests {
 
     fn run(seed: u64, slicer: [f64; 2], random: [f64; 2]) -> SeedRun {
         let mut scores = Vec::new();
-        for (task, k) in [("a", 0), ("b", 1)] {
+        for (task, k) in [("b", 1), ("a", 0)] {
             scores.push(row("slicer", task, TABLE_METRIC, 0, slicer[k]));
             scores.push(row("slicer", task, "valid_accuracy", 0, slicer[k] - 0.1));
             scores.push(row("random_init", task, TABLE_METRIC, 0, random[k]));
@@ -448,7 +448,11 @@ mod tests {
             run(3, [0.64, 0.45], [0.50, 0.40]),
         ];
         let table = SeedTable::new(&runs);
-        assert_eq!(table.tasks(), ["a", "b", "mean"]);
+        assert_eq!(
+            table.tasks(),
+            ["b", "a", "mean"],
+            "the runs' order, not sorted"
+        );
         let find = |e: &str, t: &str| {
             table
                 .rows
@@ -472,7 +476,7 @@ mod tests {
         assert!(find("random_init", "a").gain.is_none());
         let md = table.to_markdown();
         assert!(
-            md.contains("| m | slicer | 62.0 ± 2.0 | 45.0 ± 5.0 |"),
+            md.contains("| m | slicer | 45.0 ± 5.0 | 62.0 ± 2.0 |"),
             "{md}"
         );
         assert!(md.contains("+12.0 [+7.0, +17.0] gain"), "{md}");
