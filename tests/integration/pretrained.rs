@@ -1,12 +1,10 @@
 //! PyTorch checkpoints (BYOL-A `.pth`, LAPE `.ckpt`) give the fixture embeddings; the
 //! exported folder round-trips from disk and through a Hub cache in the Hub's own layout.
 
-mod common;
-
 use std::path::Path;
 
+use crate::common::{fixtures_dir, read_f32};
 use candle_core::{Device, Tensor};
-use common::{fixtures_dir, read_f32};
 use slicer::eval::{Pooling, Weights};
 use slicer::hub::HubSettings;
 use slicer::model::Dropout;

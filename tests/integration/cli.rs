@@ -1,6 +1,6 @@
 //! The `experiment` binary: resolved-spec printing, errors before any work, and a smoke run.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
@@ -79,6 +79,7 @@ fn test_accuracies(run: &Path) -> Vec<(String, String, String, u64, f64)> {
 }
 
 #[test]
+#[ignore = "slow tier: end to end; run with `cargo test -- --ignored`"]
 fn smoke_run_pretrains_evaluates_and_summarises_and_stages_rerun_from_cache() {
     let dir = tempfile::tempdir().unwrap();
     let root = format!("output.root={}", dir.path().display());
@@ -169,6 +170,7 @@ fn smoke_run_pretrains_evaluates_and_summarises_and_stages_rerun_from_cache() {
 }
 
 #[test]
+#[ignore = "slow tier: end to end; run with `cargo test -- --ignored`"]
 fn convert_then_embed_reports_bad_files_and_needs_statistics() {
     let dir = tempfile::tempdir().unwrap();
     let fixtures = common::fixtures_dir();
@@ -283,6 +285,7 @@ fn convert_then_embed_reports_bad_files_and_needs_statistics() {
 }
 
 #[test]
+#[ignore = "slow tier: end to end; run with `cargo test -- --ignored`"]
 fn a_suite_runs_each_member_once_and_tables_them() {
     let dir = tempfile::tempdir().unwrap();
     let suite = dir.path().join("suite.yaml");
@@ -327,6 +330,7 @@ fn a_suite_runs_each_member_once_and_tables_them() {
 }
 
 #[test]
+#[ignore = "slow tier: end to end; run with `cargo test -- --ignored`"]
 fn a_seeded_suite_runs_every_seed_and_tables_the_paired_gains() {
     let dir = tempfile::tempdir().unwrap();
     let suite = dir.path().join("seeded.yaml");
@@ -385,6 +389,7 @@ fn a_spec_inherits_its_base_and_overrides_it() {
 }
 
 #[test]
+#[ignore = "slow tier: end to end; run with `cargo test -- --ignored`"]
 fn launch_runs_cpu_ranks_that_stay_in_step_and_rank_0_evaluates() {
     let root = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_experiment"))

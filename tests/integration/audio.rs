@@ -1,11 +1,11 @@
 //! Audio input on a corpus of valid and malformed files: every file either decodes correctly
 //! or is rejected with an error that names it; nothing panics.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 
-use common::{pcm16, tone, write_wav};
+use crate::common::{pcm16, tone, write_wav};
 use hound::{SampleFormat, WavSpec};
 use slicer::audio::{decode, load};
 use slicer::data::{load_clips, ClipAudio};

@@ -1,8 +1,6 @@
 //! The front end against the PyTorch/librosa fixtures (tests/fixtures/frontend.safetensors).
 
-mod common;
-
-use common::{fixtures_dir, max_abs_diff, read_f32};
+use crate::common::{fixtures_dir, max_abs_diff, read_f32};
 use slicer::features::{FrontendConfig, LogMelFrontend, MelNorm, MelScale};
 
 fn chirp() -> Vec<f32> {

@@ -75,6 +75,7 @@ fn metrics_without_wall_clock(path: &Path) -> Vec<slicer::results::MetricRow> {
 }
 
 #[test]
+#[ignore = "slow tier: end to end; run with `cargo test -- --ignored`"]
 fn killed_and_resumed_run_is_bit_identical_to_a_straight_run() {
     killed_and_resumed(&[]);
 }
@@ -82,6 +83,7 @@ fn killed_and_resumed_run_is_bit_identical_to_a_straight_run() {
 /// With the same-clip mask (the queue's clip ids are checkpointed) and the cosine EMA
 /// schedule (the momentum depends on the step).
 #[test]
+#[ignore = "slow tier: end to end; run with `cargo test -- --ignored`"]
 fn killed_and_resumed_run_with_the_budget_recipe_is_bit_identical() {
     killed_and_resumed(&[
         "--set",
@@ -173,6 +175,7 @@ fn killed_and_resumed(recipe: &[&str]) {
 }
 
 #[test]
+#[ignore = "slow tier: end to end; run with `cargo test -- --ignored`"]
 fn resume_refuses_a_different_spec() {
     let root = tempfile::tempdir().unwrap();
     let out = experiment(root.path(), &["--set", "train.epochs=1"])
@@ -198,6 +201,7 @@ fn resume_refuses_a_different_spec() {
 }
 
 #[test]
+#[ignore = "slow tier: end to end; run with `cargo test -- --ignored`"]
 fn a_diverging_loss_stops_with_a_clear_error() {
     let root = tempfile::tempdir().unwrap();
     let out = experiment(

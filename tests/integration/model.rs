@@ -3,7 +3,7 @@
 //! optimiser result, BN buffer, EMA and eval output, within the fixture README's tolerance
 //! `|a - b| <= 1e-4 + 1e-3 |b|`.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

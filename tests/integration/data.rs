@@ -1,11 +1,9 @@
 //! Datasets on disk (manifest CSV, the make_tasks.sh layout, folders) built in a temp dir by
 //! the test itself, and the built stages end to end on experiments/smoke.yaml.
 
-mod common;
-
 use std::path::Path;
 
-use common::{pcm16, tone, write_wav};
+use crate::common::{pcm16, tone, write_wav};
 use slicer::cache::FeatureCache;
 use slicer::data::{pretrain_clips, PretrainSource, Split, Task, TaskConfig, TaskSource};
 use slicer::pipeline;
@@ -192,6 +190,7 @@ fn smoke(output: &Path, overrides: &[&str]) -> LoadedSpec {
 }
 
 #[test]
+#[ignore = "slow tier: end to end; run with `cargo test -- --ignored`"]
 fn smoke_stages_are_deterministic_and_cached() {
     let out = tempfile::tempdir().unwrap();
     let loaded = smoke(out.path(), &[]);
@@ -244,6 +243,7 @@ fn smoke_stages_are_deterministic_and_cached() {
 }
 
 #[test]
+#[ignore = "slow tier: end to end; run with `cargo test -- --ignored`"]
 fn run_folder_records_spec_and_provenance() {
     let out = tempfile::tempdir().unwrap();
     let loaded = smoke(out.path(), &["probe.seeds=1"]);
