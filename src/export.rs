@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::eval::{lape_table, Weights};
+use crate::features::FrontendConfig;
 use crate::pretrained::PretrainedEncoder;
 
 /// Exports the newest checkpoint of `run_dir` (student or teacher) into `out_dir`, with a
@@ -27,8 +28,19 @@ pub fn export_run(run_dir: &Path, out_dir: &Path, weights: Weights) -> Result<Pr
 }
 
 /// Converts a PyTorch checkpoint (BYOL-A `.pth`, LAPE `.ckpt`) into an exported folder.
-pub fn convert(input: &Path, out_dir: &Path, weights: Weights) -> Result<PretrainedEncoder> {
-    let model = PretrainedEncoder::from_pytorch(input, weights)?;
+/// The front end is the checkpoint's own ([`crate::pretrained::PytorchFormat`]) unless
+/// `frontend` names another ([`FrontendConfig::from_choice`]).
+pub fn convert(
+    input: &Path,
+    out_dir: &Path,
+    weights: Weights,
+    frontend: Option<&str>,
+) -> Result<PretrainedEncoder> {
+    let mut model = PretrainedEncoder::from_pytorch(input, weights)?;
+    if let Some(choice) = frontend {
+        let n_mels = model.config.frontend.n_mels;
+        model = model.with_frontend(FrontendConfig::from_choice(choice, n_mels)?)?;
+    }
     model.save(out_dir)?;
     crate::atomic::write(
         &out_dir.join("README.md"),
@@ -71,8 +83,9 @@ let segments = embedder.embed_file(\"clip.wav\".as_ref())?; // one {d}-d vector 
 ```\n\n\
 or `experiment embed --model ORG/NAME clip.wav --out embeddings.parquet`.\n\n\
 ## Input\n\n\
-{sr} Hz mono; log-mel with n_fft {n_fft}, hop {hop}, {n_mels} {scale:?} mels from {fmin} to {fmax} Hz, \
-`ln(mel + {offset:e})`; normalisation: {norm}. Embeddings are {pooling:?}-pooled over time.\n\n\
+{sr} Hz mono; log-mel with n_fft {n_fft}, hop {hop}, {pad:?} centre padding, {n_mels} {scale:?}-scale mels \
+from {fmin} to {fmax} Hz with {mel_norm:?} filter normalisation, `ln(mel + {offset:e})`; normalisation: {norm}. \
+`config.json` holds the front end in full; embedding with another one gives other embeddings. Embeddings are {pooling:?}-pooled over time.\n\n\
 ## Results\n\n{results}\n",
         d = c.d,
         source = c.source,
@@ -83,6 +96,8 @@ or `experiment embed --model ORG/NAME clip.wav --out embeddings.parquet`.\n\n\
         hop = f.hop_length,
         n_mels = f.n_mels,
         scale = f.mel_scale,
+        pad = f.pad_mode,
+        mel_norm = f.mel_norm,
         fmin = f.f_min,
         fmax = f.f_max,
         offset = f.log_offset,

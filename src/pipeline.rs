@@ -16,7 +16,7 @@ use crate::eval::{
     logistic_scores, recalibrated, BuiltinEncoder, EncoderChoice, FinetuneData, InputNormalization,
     ProbeInputs, ProbeSet, Protocol, ScoreContext,
 };
-use crate::features::{LogMelFrontend, NormStats, NormalizationConfig};
+use crate::features::{FrontendConfig, LogMelFrontend, NormStats, NormalizationConfig};
 use crate::methods::initial_encoder;
 use crate::model::Encoder;
 use crate::pretrained::PretrainedEncoder;
@@ -35,18 +35,29 @@ pub struct TaskFeatures {
     pub paths: [PathBuf; 3],
 }
 
-/// Computes (or reads from `cache`) the log-mel of every clip of `task`, one deterministic
-/// centred window per clip.
+/// Computes (or reads from `cache`) the log-mel of every clip of `task` with the spec's
+/// front end, one deterministic centred window per clip.
 pub fn task_features(
     spec: &ExperimentSpec,
     task: &Task,
     cache: &FeatureCache,
     progress: &dyn Progress,
 ) -> Result<TaskFeatures> {
-    let frontend = LogMelFrontend::new(&spec.frontend);
-    let window = spec.frontend.samples(task.window_seconds);
+    task_features_with(spec, &spec.frontend, task, cache, progress)
+}
+
+/// [`task_features`] with another front end (an external encoder's own).
+pub fn task_features_with(
+    spec: &ExperimentSpec,
+    frontend_config: &FrontendConfig,
+    task: &Task,
+    cache: &FeatureCache,
+    progress: &dyn Progress,
+) -> Result<TaskFeatures> {
+    let frontend = LogMelFrontend::new(frontend_config);
+    let window = frontend_config.samples(task.window_seconds);
     let splits = Split::ALL.map(|split| -> Result<SplitFeatures> {
-        let path = cache.path(&spec.frontend, task, split, spec.data.skip_bad_files);
+        let path = cache.path(frontend_config, task, split, spec.data.skip_bad_files);
         if let Some(hit) = cache.load(&path) {
             tracing::info!(
                 "{} {split}: {} clips from cache {}",
@@ -60,7 +71,7 @@ pub fn task_features(
         let audio: Vec<ClipAudio> = clips.iter().map(|c| c.audio.clone()).collect();
         let loaded = load_clips(
             &audio,
-            spec.frontend.sample_rate,
+            frontend_config.sample_rate,
             spec.data.skip_bad_files,
             &format!("{} {split}", task.name),
             progress,
@@ -90,10 +101,7 @@ pub fn task_features(
             real_frames: loaded
                 .loaded
                 .iter()
-                .map(|(_, s)| {
-                    spec.frontend
-                        .frames_of_span(real_span(s.len(), window), window)
-                })
+                .map(|(_, s)| frontend_config.frames_of_span(real_span(s.len(), window), window))
                 .collect(),
             skipped: loaded.skipped.len(),
         };
@@ -111,7 +119,7 @@ pub fn task_features(
         task: task.name.clone(),
         splits: [train?, valid?, test?],
         paths: Split::ALL
-            .map(|split| cache.path(&spec.frontend, task, split, spec.data.skip_bad_files)),
+            .map(|split| cache.path(frontend_config, task, split, spec.data.skip_bad_files)),
     })
 }
 
@@ -208,6 +216,9 @@ pub struct NamedEncoder {
     pub encoder: Encoder,
     /// The pre-training statistics that came with its weights, if any.
     pub own_norm: Option<NormStats>,
+    /// The front end its log-mels are made with: the spec's for the run's own encoders,
+    /// the weights' own for external ones.
+    pub frontend: FrontendConfig,
 }
 
 /// The encoders `spec.eval.encoders` names: the run's newest checkpoint (student or teacher
@@ -218,12 +229,16 @@ pub fn encoders_to_evaluate(spec: &ExperimentSpec, run_dir: &Path) -> Result<Vec
         .encoders
         .iter()
         .map(|choice| {
-            let (encoder, own_norm) = match choice {
+            let (encoder, own_norm, frontend) = match choice {
                 // `random_init`, and the "pre-trained" encoder of a method that trains nothing.
                 EncoderChoice::Builtin(builtin)
                     if *builtin == BuiltinEncoder::RandomInit || !spec.method.pretrains() =>
                 {
-                    (initial_encoder(spec, &device).map_err(Error::tensor)?, None)
+                    (
+                        initial_encoder(spec, &device).map_err(Error::tensor)?,
+                        None,
+                        spec.frontend.clone(),
+                    )
                 }
                 EncoderChoice::Builtin(_) => {
                     let root = run_dir.join("checkpoints");
@@ -235,27 +250,36 @@ pub fn encoders_to_evaluate(spec: &ExperimentSpec, run_dir: &Path) -> Result<Vec
                     }
                     let model = PretrainedEncoder::from_run(run_dir, spec.eval.weights)?;
                     tracing::info!("evaluating {}", model.config.source);
-                    (model.encoder, model.config.normalization)
+                    (model.encoder, model.config.normalization, spec.frontend.clone())
                 }
                 EncoderChoice::External { external } => {
                     let source = &external.source;
                     let model = PretrainedEncoder::load(source, spec.eval.weights)?;
-                    if model.config.frontend.n_mels != spec.frontend.n_mels {
+                    let own = &model.config.frontend;
+                    if own.n_mels != spec.frontend.n_mels {
                         return Err(Error::Invalid(format!(
-                            "eval.encoders: {source} takes {} mel bands, this spec's front end makes {}; set frontend.n_mels to match",
-                            model.config.frontend.n_mels, spec.frontend.n_mels
+                            "eval.encoders: {source} takes {} mel bands, this spec's front end makes {}; set frontend.n_mels to {}",
+                            own.n_mels, spec.frontend.n_mels, own.n_mels
                         )));
                     }
-                    if model.config.frontend != spec.frontend {
-                        tracing::warn!("{source} was trained with another front end than this spec's; it is evaluated on this spec's log-mels");
+                    if own.sample_rate != spec.frontend.sample_rate {
+                        return Err(Error::Invalid(format!(
+                            "eval.encoders: {source} takes {} Hz audio, this spec's front end {} Hz; set frontend.sample_rate to {}",
+                            own.sample_rate, spec.frontend.sample_rate, own.sample_rate
+                        )));
                     }
-                    (model.encoder, model.config.normalization)
+                    if own != &spec.frontend {
+                        tracing::info!("{source}: evaluated on log-mels of its own front end ({:?} mels, {:?} filter normalisation)", own.mel_scale, own.mel_norm);
+                    }
+                    let frontend = own.clone();
+                    (model.encoder, model.config.normalization, frontend)
                 }
             };
             Ok(NamedEncoder {
                 name: choice.name(spec.method).to_owned(),
                 encoder: encoder.to_device(&device).map_err(Error::tensor)?,
                 own_norm,
+                frontend,
             })
         })
         .collect()

@@ -74,16 +74,17 @@ const BYOLA_FEATURES: [(&str, &str); 6] = [
 pub fn rename_pytorch_state(
     tensors: Vec<(String, Tensor)>,
     weights: Weights,
-) -> std::result::Result<HashMap<String, Tensor>, String> {
+) -> std::result::Result<(PytorchFormat, HashMap<String, Tensor>), String> {
     let lape = match weights {
         Weights::Student => "encoder_q.encoder.",
         Weights::Teacher => "encoder_k.encoder.",
     };
     if tensors.iter().any(|(n, _)| n.starts_with(lape)) {
-        return Ok(tensors
+        let state = tensors
             .into_iter()
             .filter_map(|(n, t)| n.strip_prefix(lape).map(|s| (s.to_owned(), t)))
-            .collect());
+            .collect();
+        return Ok((PytorchFormat::Lape, state));
     }
     let Some(prefix) = tensors
         .iter()
@@ -96,7 +97,7 @@ pub fn rename_pytorch_state(
             names.join(", ")
         ));
     };
-    Ok(tensors
+    let state = tensors
         .into_iter()
         .filter_map(|(name, t)| {
             let rest = name.strip_prefix(&prefix)?;
@@ -106,7 +107,29 @@ pub fn rename_pytorch_state(
                 .or_else(|| rest.starts_with("fc.").then(|| rest.to_owned()))?;
             Some((renamed, t))
         })
-        .collect())
+        .collect();
+    Ok((PytorchFormat::ByolA, state))
+}
+
+/// Whose PyTorch checkpoint it is, which decides the front end its weights expect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PytorchFormat {
+    /// A BYOL-A `state_dict` (`features.0.weight`, ...): torchaudio's log-mel
+    /// ([`FrontendConfig::byol_a`]).
+    ByolA,
+    /// A LAPE Lightning checkpoint (`encoder_q.encoder.*`): librosa's log-mel
+    /// ([`FrontendConfig::lape`]).
+    Lape,
+}
+
+impl PytorchFormat {
+    /// The front end these weights were trained with, at `n_mels` bands.
+    pub fn frontend(self, n_mels: usize) -> FrontendConfig {
+        match self {
+            PytorchFormat::ByolA => FrontendConfig::byol_a(n_mels),
+            PytorchFormat::Lape => FrontendConfig::lape(n_mels),
+        }
+    }
 }
 
 impl PretrainedEncoder {
@@ -219,7 +242,9 @@ impl PretrainedEncoder {
 
     /// A PyTorch checkpoint: BYOL-A's `.pth` state dict or a LAPE Lightning `.ckpt` (the
     /// student or teacher encoder). The width and mel count come from the weight shapes;
-    /// the front end is docs/method.md §2.3's; no normalisation statistics are known.
+    /// the front end is the one its authors' code computes ([`PytorchFormat::frontend`]:
+    /// torchaudio's for BYOL-A, librosa's for LAPE; replace it with
+    /// [`PretrainedEncoder::with_frontend`]); no normalisation statistics are known.
     pub fn from_pytorch(path: &Path, weights: Weights) -> Result<Self> {
         let bad = |message: String| Error::Invalid(format!("{}: {message}", path.display()));
         if !path.is_file() {
@@ -233,7 +258,7 @@ impl PretrainedEncoder {
             _ => candle_core::pickle::read_all(path)
                 .map_err(|e| bad(format!("not a PyTorch checkpoint candle can read: {e}")))?,
         };
-        let state = rename_pytorch_state(tensors, weights).map_err(bad)?;
+        let (format, state) = rename_pytorch_state(tensors, weights).map_err(bad)?;
         let shape = |name: &str| {
             state
                 .get(name)
@@ -258,10 +283,7 @@ impl PretrainedEncoder {
             architecture: ARCHITECTURE.into(),
             d: fc3[0],
             dropout: 0.3,
-            frontend: FrontendConfig {
-                n_mels,
-                ..FrontendConfig::default()
-            },
+            frontend: format.frontend(n_mels),
             normalization: None,
             pooling: Pooling::MaxMean,
             source: path.display().to_string(),
@@ -305,6 +327,21 @@ impl PretrainedEncoder {
         }
         let (repo, revision) = source.split_once('@').unwrap_or((source, "main"));
         Self::from_pretrained(repo, revision)
+    }
+
+    /// The same weights fed by `frontend` (the mel count must match the weights).
+    pub fn with_frontend(mut self, frontend: FrontendConfig) -> Result<Self> {
+        if frontend.n_mels != self.config.frontend.n_mels {
+            return Err(Error::Invalid(format!(
+                "{}: the front end makes {} mel bands, the weights take {}; set n_mels to {}",
+                self.config.source,
+                frontend.n_mels,
+                self.config.frontend.n_mels,
+                self.config.frontend.n_mels
+            )));
+        }
+        self.config.frontend = frontend;
+        Ok(self)
     }
 
     /// Writes `config.json` and `model.safetensors` (encoder state plus metadata:

@@ -60,6 +60,55 @@ pub struct FrontendConfig {
     pub log_offset: f32,
 }
 
+impl FrontendConfig {
+    /// LAPE's front end (librosa 0.8.1: Slaney mels with area normalisation, reflect
+    /// padding) at `n_mels` bands: what LAPE Lightning checkpoints were trained on.
+    pub fn lape(n_mels: usize) -> Self {
+        Self {
+            n_mels,
+            ..Self::default()
+        }
+    }
+
+    /// BYOL-A's front end at `n_mels` bands: `torchaudio.transforms.MelSpectrogram` with its
+    /// defaults (HTK mels, no filter normalisation, centred reflect padding, power 2) at
+    /// BYOL-A's sizes (n_fft 1024, hop 160, 60-7800 Hz), then `log(x + float32 eps)`.
+    pub fn byol_a(n_mels: usize) -> Self {
+        Self {
+            n_mels,
+            mel_scale: MelScale::Htk,
+            mel_norm: MelNorm::None,
+            pad_mode: PadMode::Reflect,
+            ..Self::default()
+        }
+    }
+
+    /// A front end by name (`byol_a`, `lape`, at `n_mels` bands) or from a YAML file of
+    /// `frontend` keys (missing keys take the defaults).
+    pub fn from_choice(choice: &str, n_mels: usize) -> crate::error::Result<Self> {
+        match choice {
+            "byol_a" => Ok(Self::byol_a(n_mels)),
+            "lape" => Ok(Self::lape(n_mels)),
+            file => {
+                let path = std::path::Path::new(file);
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| crate::error::Error::Dataset {
+                        path: path.to_owned(),
+                        message: format!(
+                            "{e}; --frontend takes byol_a, lape, or a YAML file of frontend keys"
+                        ),
+                    })?;
+                yaml_serde::from_str(&text).map_err(|e| crate::error::Error::Dataset {
+                    path: path.to_owned(),
+                    message: format!(
+                        "not a front end: {e}; its keys are those of a spec's `frontend` section"
+                    ),
+                })
+            }
+        }
+    }
+}
+
 impl Default for FrontendConfig {
     fn default() -> Self {
         Self {

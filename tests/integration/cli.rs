@@ -282,6 +282,70 @@ fn convert_then_embed_reports_bad_files_and_needs_statistics() {
     ]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("| byola_fixture | smoke ("), "{stdout}");
+    // It was scored on BYOL-A's log-mels: the cache holds the spec's features (computed for
+    // the run's own stages) and those of BYOL-A's front end, 2 tasks x 3 splits each.
+    let cached = std::fs::read_dir(dir.path().join("cache/features"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        cached,
+        2 * 2 * 3,
+        "the spec's and BYOL-A's front ends, 2 tasks x 3 splits"
+    );
+}
+
+/// `embed` on a BYOL-A `.pth` gives the embedding BYOL-A's own code computes for the wave
+/// (`byola_pipeline.safetensors`), through the CLI a user runs.
+#[test]
+fn embed_of_a_byola_checkpoint_matches_byola_s_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = common::fixtures_dir();
+    let out = dir.path().join("e.parquet");
+    let expected = f.join("byola_pipeline.safetensors");
+    let (_, stats) = common::read_f32(&expected, "norm_stats");
+    let (mean, std) = (stats[0].to_string(), stats[1].to_string());
+    let (ok, _, stderr) = experiment(&[
+        "embed",
+        "--model",
+        f.join("byola_format_d64.pth").to_str().unwrap(),
+        f.join("chirp_1s.wav").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--norm-mean",
+        &mean,
+        "--norm-std",
+        &std,
+    ]);
+    assert!(ok, "{stderr}");
+    let rows = slicer::results::read_embeddings(&out).unwrap();
+    let (_, want) = common::read_f32(&expected, "embedding");
+    for (a, b) in rows[0].embedding.iter().zip(&want) {
+        assert!((a - b).abs() <= 1e-4 + 1e-3 * b.abs(), "{a} vs {b}");
+    }
+    // The Slaney (LAPE) front end forced on it gives another embedding.
+    let (ok, _, stderr) = experiment(&[
+        "embed",
+        "--model",
+        f.join("byola_format_d64.pth").to_str().unwrap(),
+        f.join("chirp_1s.wav").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--norm-mean",
+        &mean,
+        "--norm-std",
+        &std,
+        "--frontend",
+        "lape",
+    ]);
+    assert!(ok, "{stderr}");
+    let rows = slicer::results::read_embeddings(&out).unwrap();
+    let off = rows[0]
+        .embedding
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(off > 1e-2, "the front end made no difference: {off}");
 }
 
 #[test]

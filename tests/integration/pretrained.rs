@@ -5,7 +5,9 @@ use std::path::Path;
 
 use crate::common::{fixtures_dir, read_f32};
 use candle_core::{Device, Tensor};
+use slicer::embedder::{EmbedOptions, Embedder};
 use slicer::eval::{Pooling, Weights};
+use slicer::features::{FrontendConfig, LogMelFrontend, NormStats};
 use slicer::hub::HubSettings;
 use slicer::model::Dropout;
 use slicer::pretrained::PretrainedEncoder;
@@ -38,6 +40,39 @@ fn assert_close(ours: &[f32], expected: &[f32], what: &str) {
     for (a, b) in ours.iter().zip(expected) {
         assert!((a - b).abs() <= 1e-4 + 1e-3 * b.abs(), "{what}: {a} vs {b}");
     }
+}
+
+/// BYOL-A's own pipeline (`byola_pipeline.safetensors`): the `.pth` loads with BYOL-A's
+/// front end, and the embedding API on the wave gives BYOL-A's log-mel and embedding.
+#[test]
+fn a_byola_checkpoint_embeds_as_byola_s_own_code_does() {
+    let f = fixtures_dir();
+    let expected = f.join("byola_pipeline.safetensors");
+    let model =
+        PretrainedEncoder::from_pytorch(&f.join("byola_format_d64.pth"), Weights::Student).unwrap();
+    assert_eq!(model.config.frontend, FrontendConfig::byol_a(64));
+    let wave = slicer::audio::load(&f.join("chirp_1s.wav"), 16_000).unwrap();
+    let lms = LogMelFrontend::new(&model.config.frontend).compute(&wave);
+    assert_close(&lms.data, &read_f32(&expected, "lms").1, "BYOL-A log-mel");
+    let (_, stats) = read_f32(&expected, "norm_stats");
+    let norm = NormStats {
+        mean: stats[0],
+        std: stats[1],
+        n_clips: 0,
+    };
+    let embedder = Embedder::new(model, Some(norm), EmbedOptions::default()).unwrap();
+    let segments = embedder.embed_file(&f.join("chirp_1s.wav")).unwrap();
+    assert_eq!(segments.len(), 1);
+    assert_close(
+        &segments[0].embedding,
+        &read_f32(&expected, "embedding").1,
+        "BYOL-A embedding",
+    );
+    // A LAPE checkpoint keeps LAPE's (librosa) front end.
+    let lape =
+        PretrainedEncoder::from_pytorch(&f.join("lape_format_d64.ckpt"), Weights::Student).unwrap();
+    assert_eq!(lape.config.frontend, FrontendConfig::lape(64));
+    assert!(lape.with_frontend(FrontendConfig::byol_a(32)).is_err());
 }
 
 #[test]

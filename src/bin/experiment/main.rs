@@ -371,8 +371,29 @@ fn evaluate(
     }
     if matches!(stage, Stage::Embed | Stage::Probe | Stage::All) {
         let embedding_cache = EmbeddingCache::new(cache_root.join("embeddings"));
+        // Log-mels per front end: the spec's, and each external encoder's own (once each).
+        let mut by_frontend = vec![(spec.frontend.clone(), features)];
         for encoder in pipeline::encoders_to_evaluate(spec, &run.path)? {
-            for f in &features {
+            let k = match by_frontend.iter().position(|(f, _)| *f == encoder.frontend) {
+                Some(k) => k,
+                None => {
+                    let own = tasks
+                        .iter()
+                        .map(|t| {
+                            pipeline::task_features_with(
+                                spec,
+                                &encoder.frontend,
+                                t,
+                                &feature_cache,
+                                bars,
+                            )
+                        })
+                        .collect::<slicer::Result<Vec<_>>>()?;
+                    by_frontend.push((encoder.frontend.clone(), own));
+                    by_frontend.len() - 1
+                }
+            };
+            for f in &by_frontend[k].1 {
                 let embeddings =
                     pipeline::task_embeddings(spec, &encoder, f, stats, &embedding_cache, bars)?;
                 if stage != Stage::Embed {

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use slicer::device::DeviceSpec;
 use slicer::embedder::{EmbedOptions, Embedder};
 use slicer::eval::Weights;
-use slicer::features::NormStats;
+use slicer::features::{FrontendConfig, NormStats};
 use slicer::pretrained::PretrainedEncoder;
 use slicer::results::{write_embeddings, EmbeddingRow};
 
@@ -41,6 +41,10 @@ pub enum Command {
         /// From a LAPE checkpoint, take the teacher (encoder_k) instead of the student.
         #[arg(long)]
         teacher: bool,
+        /// The front end the weights expect: `byol_a`, `lape`, or a YAML file of `frontend`
+        /// keys (default: the checkpoint's own, BYOL-A's for a .pth, LAPE's for a .ckpt).
+        #[arg(long, value_name = "byol_a|lape|FILE.yaml")]
+        frontend: Option<String>,
     },
 }
 
@@ -78,6 +82,24 @@ pub struct EmbedArgs {
     /// Where the encoder runs: `cpu` or `cuda:N` (needs the `cuda` feature).
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
+    /// Replace the model's front end: `byol_a`, `lape`, or a YAML file of `frontend` keys
+    /// (default: the model's own, recorded in its config.json or implied by its checkpoint).
+    #[arg(long, value_name = "byol_a|lape|FILE.yaml")]
+    frontend: Option<String>,
+}
+
+/// `model` with the front end `choice` names, when given.
+fn with_frontend(
+    model: PretrainedEncoder,
+    choice: Option<&str>,
+) -> anyhow::Result<PretrainedEncoder> {
+    Ok(match choice {
+        Some(choice) => {
+            let frontend = FrontendConfig::from_choice(choice, model.config.frontend.n_mels)?;
+            model.with_frontend(frontend)?
+        }
+        None => model,
+    })
 }
 
 fn weights(teacher: bool) -> Weights {
@@ -111,8 +133,10 @@ pub fn run(command: Command, bars: &Bars) -> anyhow::Result<()> {
             input,
             out_dir,
             teacher,
+            frontend,
         } => {
-            let model = slicer::export::convert(&input, &out_dir, weights(teacher))?;
+            let model =
+                slicer::export::convert(&input, &out_dir, weights(teacher), frontend.as_deref())?;
             println!(
                 "converted {} (d={}) to {}",
                 input.display(),
@@ -146,7 +170,10 @@ fn expand_inputs(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 fn embed(args: EmbedArgs, bars: &Bars) -> anyhow::Result<()> {
-    let mut model = PretrainedEncoder::load(&args.model, weights(args.teacher))?;
+    let mut model = with_frontend(
+        PretrainedEncoder::load(&args.model, weights(args.teacher))?,
+        args.frontend.as_deref(),
+    )?;
     model.encoder = model.encoder.to_device(&args.device.open()?)?;
     let norm = match (args.norm_mean, args.norm_std) {
         (Some(mean), Some(std)) if std > 0.0 => Some(NormStats {
