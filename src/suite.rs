@@ -109,7 +109,19 @@ fn parse_suite(path: &Path) -> std::result::Result<(String, SuiteFile), SpecErro
 impl Suite {
     /// Reads the suite at `path` and resolves every member (`overrides` apply to each).
     pub fn load(path: &Path, overrides: &[String]) -> std::result::Result<Self, SpecError> {
-        let (text, file) = parse_suite(path)?;
+        Self::load_seeded(path, overrides, None)
+    }
+
+    /// [`Suite::load`] with `seeds` in place of the file's `seeds:` when given.
+    pub fn load_seeded(
+        path: &Path,
+        overrides: &[String],
+        seeds: Option<&[u64]>,
+    ) -> std::result::Result<Self, SpecError> {
+        let (text, mut file) = parse_suite(path)?;
+        if let Some(seeds) = seeds {
+            file.seeds = seeds.to_vec();
+        }
         let dir = path.parent().unwrap_or(Path::new("."));
         let (_, base_tree) = read_tree(&dir.join(&file.base))?;
         let mut shared = resolve(&dir.join(&file.base), base_tree)?;
@@ -228,6 +240,42 @@ impl Suite {
             path: path.to_owned(),
             members: out,
             seeds: file.seeds,
+        })
+    }
+}
+
+impl Suite {
+    /// One spec run once per pre-training seed: a suite named after the spec with one
+    /// member, so it gets the seed table too.
+    pub fn of_spec(
+        path: &Path,
+        overrides: &[String],
+        seeds: &[u64],
+    ) -> std::result::Result<Self, SpecError> {
+        if seeds.is_empty() {
+            return Err(error(
+                path,
+                "seeds",
+                "no seed given".into(),
+                "pass --seeds 1,2,3",
+            ));
+        }
+        let mut members = Vec::new();
+        for &seed in seeds {
+            let mut with_seed = overrides.to_vec();
+            with_seed.push(format!("seed={seed}"));
+            let spec = LoadedSpec::load(path, &with_seed)?;
+            members.push(SuiteMember {
+                name: spec.spec.name.clone(),
+                seed,
+                spec,
+            });
+        }
+        Ok(Self {
+            name: members[0].name.clone(),
+            path: path.to_owned(),
+            members,
+            seeds: seeds.to_vec(),
         })
     }
 }

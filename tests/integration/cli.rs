@@ -437,6 +437,25 @@ fn a_seeded_suite_runs_every_seed_and_tables_the_paired_gains() {
     write("[3, 3]");
     let (ok, _, stderr) = experiment(&[suite.to_str().unwrap()]);
     assert!(!ok && stderr.contains("seed 3 is listed twice"), "{stderr}");
+
+    // One spec, --seeds: run once per seed, then its seed table.
+    let root = format!("output.root={}", dir.path().join("spec").display());
+    let (ok, stdout, stderr) = experiment(&[
+        "experiments/smoke.yaml",
+        "--seeds",
+        "4,5",
+        "--set",
+        &root,
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "probe.protocols=[logistic]",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("pre-training seed 5"), "{stdout}");
+    let table =
+        std::fs::read_to_string(dir.path().join("spec/suites/smoke/seed_table.md")).unwrap();
+    assert!(table.contains("| smoke | slicer |"), "{table}");
 }
 
 #[test]
