@@ -157,7 +157,9 @@ pub fn pretrain_on(
         workers: cfg.workers,
     };
     let steps_per_epoch = plan.steps_per_epoch();
-    warn_if_queue_outlasts_epoch(spec, steps_per_epoch * cfg.batch_size);
+    if let Some(warning) = queue_warning(spec, steps_per_epoch * cfg.batch_size) {
+        tracing::warn!("{warning}");
+    }
     let total = cfg
         .max_steps
         .unwrap_or(u64::MAX)
@@ -259,18 +261,20 @@ pub fn pretrain_on(
     })
 }
 
-/// Logs a warning when a method's key queue holds more keys than an epoch enqueues: then
-/// every query meets keys of its own clip (other crops) among its negatives.
-fn warn_if_queue_outlasts_epoch(spec: &ExperimentSpec, clips_per_epoch: usize) {
+/// The warning for a method's key queue that holds more keys than an epoch enqueues (then
+/// every query meets keys of its own clip, other crops, among its negatives), unless the
+/// same-clip mask is on; `None` when there is nothing to warn about.
+fn queue_warning(spec: &ExperimentSpec, clips_per_epoch: usize) -> Option<String> {
     let has_queue = matches!(spec.method, Method::Slicer | Method::DeloresM);
     // SLICER enqueues both views' keys, two per clip and epoch.
     let keys_per_epoch = clips_per_epoch * if spec.method == Method::Slicer { 2 } else { 1 };
-    if has_queue && spec.objective.queue_size > keys_per_epoch && !spec.objective.mask_same_clip {
-        tracing::warn!(
-            "objective.queue_size = {} holds more keys than one epoch enqueues ({keys_per_epoch} from {clips_per_epoch} clips): queries meet keys of their own clip as negatives. Set objective.mask_same_clip: true, or a queue_size of at most {keys_per_epoch}",
-            spec.objective.queue_size
-        );
-    }
+    (has_queue && spec.objective.queue_size > keys_per_epoch && !spec.objective.mask_same_clip)
+        .then(|| {
+            format!(
+                "objective.queue_size = {} holds more keys than one epoch enqueues ({keys_per_epoch} from {clips_per_epoch} clips): queries meet keys of their own clip as negatives. Set objective.mask_same_clip: true, or a queue_size of at most {keys_per_epoch}",
+                spec.objective.queue_size
+            )
+        })
 }
 
 /// Everything a checkpoint holds: the learner's files and the optimiser state.
@@ -281,4 +285,33 @@ fn training_state(
     let mut files = learner.checkpoint().map_err(Error::tensor)?;
     files.push(("optimizer", optimizer.state()));
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_longer_than_an_epoch_is_warned_about_unless_masked() {
+        let text =
+            "data:\n  pretrain: {type: synthetic, clips: 600}\nobjective: {queue_size: 4096}\n";
+        let mut spec = crate::spec::LoadedSpec::from_text(
+            std::path::Path::new("test.yaml"),
+            text.to_owned(),
+            &[],
+        )
+        .unwrap()
+        .spec;
+        let warning = queue_warning(&spec, 576).expect("4096 keys > 1152 per epoch");
+        assert!(warning.contains("mask_same_clip: true") && warning.contains("at most 1152"));
+        assert!(
+            queue_warning(&spec, 2048).is_none(),
+            "4096 keys = one epoch of 2048 clips"
+        );
+        spec.objective.mask_same_clip = true;
+        assert!(queue_warning(&spec, 576).is_none());
+        spec.objective.mask_same_clip = false;
+        spec.method = Method::ByolA;
+        assert!(queue_warning(&spec, 576).is_none(), "no queue");
+    }
 }
