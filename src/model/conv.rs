@@ -7,7 +7,8 @@
 //! im2col (forward, weight gradient) or col2im (input gradient):
 //! `y_n = W · col(x_n)`, `dW = Σ_n dy_n · col(x_n)ᵀ`, `dx_n = col2im(Wᵀ · dy_n)`.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CudaStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// The op; the bias is added outside it.
@@ -150,12 +151,123 @@ impl CustomOp2 for Conv3x3Op {
     }
 }
 
+/// 3x3 convolution (stride 1, padding 1) on any device whose gradients are themselves
+/// forward convolutions, so that with cuDNN every convolution of a training step, forward
+/// and backward, runs through cuDNN (candle 0.11 computes conv2d's input gradient with its
+/// own `conv_transpose2d` kernel):
+///
+/// - input gradient: `dx = conv2d(dy, flip(W)^T)`, the kernel flipped in both spatial axes
+///   with its in/out channels swapped (padding k-1-p = 1);
+/// - weight gradient: `dW^T = conv2d(x^T, dy^T)` over tensors with batch and channel axes
+///   swapped (`[C, B, H, W]` by a `[O, B, H, W]` kernel, padding 1, gives `[C, O, 3, 3]`).
+///
+/// The forward is candle's `conv2d` on detached inputs; [`ConvGradients`] passes its result
+/// through and owns the backward pass.
+pub fn conv3x3_forward_gradients(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    let y = x.detach().conv2d(&weight.detach(), 1, 1, 1, 1)?;
+    y.apply_op3(x, weight, ConvGradients)
+}
+
+/// The identity on its first argument (the forward convolution of the other two) with the
+/// backward pass of [`conv3x3_forward_gradients`].
+#[derive(Debug, Clone, Copy)]
+pub struct ConvGradients;
+
+/// A copy of a contiguous tensor's storage, or an error naming the op.
+fn pass_through<S: BackendStorage>(s: &S, l: &Layout) -> Result<(S, Shape)> {
+    if !l.is_contiguous() || l.start_offset() != 0 {
+        candle_core::bail!("conv3x3 gradients: the forward result must be contiguous");
+    }
+    Ok((s.try_clone(l)?, l.shape().clone()))
+}
+
+impl CustomOp3 for ConvGradients {
+    fn name(&self) -> &'static str {
+        "conv3x3-gradients-by-forward-convolutions"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        pass_through(s1, l1)
+    }
+
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        _: &CudaStorage,
+        _: &Layout,
+        _: &CudaStorage,
+        _: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        pass_through(s1, l1)
+    }
+
+    fn bwd(
+        &self,
+        _y: &Tensor,
+        x: &Tensor,
+        weight: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let reversed = Tensor::new(&[2u32, 1, 0], weight.device())?;
+        let flipped = weight
+            .index_select(&reversed, 2)?
+            .index_select(&reversed, 3)?
+            .transpose(0, 1)?
+            .contiguous()?;
+        let dx = grad.conv2d(&flipped, 1, 1, 1, 1)?;
+        let dw = x
+            .transpose(0, 1)?
+            .contiguous()?
+            .conv2d(&grad.transpose(0, 1)?.contiguous()?, 1, 1, 1, 1)?
+            .transpose(0, 1)?
+            .contiguous()?;
+        Ok((None, Some(dx), Some(dw)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::model::testing::{max_diff, random};
     use candle_core::Var;
 
-    use super::Conv3x3Op;
+    use super::{conv3x3_forward_gradients, Conv3x3Op};
+
+    /// The device-generic op: values and both gradients equal the im2col op's and candle's.
+    #[test]
+    fn forward_convolution_gradients_match_im2col_and_candle() {
+        let x = Var::from_tensor(&random(&[3, 4, 5, 7], 1.0, 4)).unwrap();
+        let w = Var::from_tensor(&random(&[6, 4, 3, 3], 1.0, 5)).unwrap();
+        let upstream = random(&[3, 6, 5, 7], 1.0, 6);
+        let generic = conv3x3_forward_gradients(&x, &w).unwrap();
+        let im2col = x.apply_op2(&w, Conv3x3Op).unwrap();
+        let candle = x.conv2d(&w, 1, 1, 1, 1).unwrap();
+        assert!(max_diff(&generic, &im2col) < 1e-5);
+        assert!(max_diff(&generic, &candle) < 1e-5);
+        let grads = |y: candle_core::Tensor| {
+            (y * &upstream)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap()
+        };
+        let (g, i, c) = (grads(generic), grads(im2col), grads(candle));
+        for reference in [&i, &c] {
+            assert!(max_diff(g.get(&x).unwrap(), reference.get(&x).unwrap()) < 1e-5);
+            assert!(max_diff(g.get(&w).unwrap(), reference.get(&w).unwrap()) < 1e-4);
+        }
+    }
 
     /// Output, input gradient and weight gradient agree with candle's conv2d.
     #[test]

@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::Rng;
 
 use super::autocast::in_compute_dtype;
-use super::conv::Conv3x3Op;
+use super::conv::{conv3x3_forward_gradients, Conv3x3Op};
 use super::fused::{BnReluPool, BnStats};
 
 /// A `Var` of `shape` with values uniform in `+-bound`, drawn from `rng`.
@@ -92,15 +92,16 @@ impl Conv3x3 {
     }
 
     /// `[B, in, H, W] -> [B, out, H, W]`; on CPU in f32 through the im2col + gemm op
-    /// (`conv::Conv3x3Op`; candle's CPU backend has no bf16 matmul), elsewhere
-    /// candle's `conv2d` in the [`super::autocast`] dtype.
+    /// (`conv::Conv3x3Op`; candle's CPU backend has no bf16 matmul), elsewhere in the
+    /// [`super::autocast`] dtype through candle's `conv2d` with gradients that are forward
+    /// convolutions too (`conv::conv3x3_forward_gradients`: cuDNN for all three).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let channels = self.bias.dim(0)?;
         let y = if x.device().is_cpu() {
             x.contiguous()?
                 .apply_op2(self.weight.as_tensor(), Conv3x3Op)?
         } else {
-            in_compute_dtype(x, &self.weight, |a, w| a.conv2d(w, 1, 1, 1, 1))?
+            in_compute_dtype(x, &self.weight, conv3x3_forward_gradients)?
         };
         y.broadcast_add(&self.bias.reshape((1, channels, 1, 1))?)
     }
