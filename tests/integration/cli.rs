@@ -304,41 +304,33 @@ fn embed_of_a_byola_checkpoint_matches_byola_s_code() {
     let expected = f.join("byola_pipeline.safetensors");
     let (_, stats) = common::read_f32(&expected, "norm_stats");
     let (mean, std) = (stats[0].to_string(), stats[1].to_string());
-    let (ok, _, stderr) = experiment(&[
-        "embed",
-        "--model",
-        f.join("byola_format_d64.pth").to_str().unwrap(),
-        f.join("chirp_1s.wav").to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--norm-mean",
-        &mean,
-        "--norm-std",
-        &std,
-    ]);
-    assert!(ok, "{stderr}");
-    let rows = slicer::results::read_embeddings(&out).unwrap();
+    let (model, wave) = (f.join("byola_format_d64.pth"), f.join("chirp_1s.wav"));
+    // The embedding of the wave, with `extra` arguments.
+    let embed = |extra: &[&str]| {
+        let mut args = vec![
+            "embed",
+            "--model",
+            model.to_str().unwrap(),
+            wave.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--norm-mean",
+            &mean,
+            "--norm-std",
+            &std,
+        ];
+        args.extend_from_slice(extra);
+        let (ok, _, stderr) = experiment(&args);
+        assert!(ok, "{stderr}");
+        slicer::results::read_embeddings(&out).unwrap()
+    };
+    let rows = embed(&[]);
     let (_, want) = common::read_f32(&expected, "embedding");
     for (a, b) in rows[0].embedding.iter().zip(&want) {
         assert!((a - b).abs() <= 1e-4 + 1e-3 * b.abs(), "{a} vs {b}");
     }
     // The Slaney (LAPE) front end forced on it gives another embedding.
-    let (ok, _, stderr) = experiment(&[
-        "embed",
-        "--model",
-        f.join("byola_format_d64.pth").to_str().unwrap(),
-        f.join("chirp_1s.wav").to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--norm-mean",
-        &mean,
-        "--norm-std",
-        &std,
-        "--frontend",
-        "lape",
-    ]);
-    assert!(ok, "{stderr}");
-    let rows = slicer::results::read_embeddings(&out).unwrap();
+    let rows = embed(&["--frontend", "lape"]);
     let off = rows[0]
         .embedding
         .iter()
