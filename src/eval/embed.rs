@@ -27,13 +27,7 @@ impl Pooling {
             Pooling::Mean => frames.mean(1),
         }
     }
-}
 
-fn tensor_err(e: candle_core::Error) -> Error {
-    Error::Invalid(format!("embedding: tensor operation failed: {e}"))
-}
-
-impl Pooling {
     /// `[B, T', d] -> B * d` values, each clip pooled over its own frames `[first, end)` only.
     pub fn apply_spans(
         self,
@@ -60,6 +54,10 @@ impl Pooling {
         }
         Ok(out)
     }
+}
+
+fn tensor_err(e: candle_core::Error) -> Error {
+    Error::Invalid(format!("embedding: tensor operation failed: {e}"))
 }
 
 /// The encoder frames (`encoder_frames` of them, each covering `input_frames /
@@ -185,16 +183,19 @@ pub fn embed_spectrograms(
     for (k, chunk) in spectrograms.chunks(batch_size).enumerate() {
         let refs: Vec<&LogMelSpectrogram> = chunk.iter().collect();
         let frames = embed_frames(encoder, &refs, norm)?;
-        let pooled = match real_frames {
-            Some(all) => {
-                let encoder_frames = frames.dim(1).map_err(tensor_err)?;
-                let spans: Vec<(usize, usize)> = all[k * batch_size..k * batch_size + chunk.len()]
-                    .iter()
-                    .map(|&span| encoder_span(span, chunk[0].n_frames, encoder_frames))
-                    .collect();
+        let encoder_frames = frames.dim(1).map_err(tensor_err)?;
+        let spans = real_frames.map(|all| {
+            all[k * batch_size..k * batch_size + chunk.len()]
+                .iter()
+                .map(|&span| encoder_span(span, chunk[0].n_frames, encoder_frames))
+                .collect::<Vec<_>>()
+        });
+        let pooled = match spans {
+            // Only a batch with padded clips leaves the device to be pooled clip by clip.
+            Some(spans) if spans.iter().any(|&s| s != (0, encoder_frames)) => {
                 pooling.apply_spans(&frames, &spans)
             }
-            None => pooling
+            _ => pooling
                 .apply(&frames)
                 .and_then(|p| p.flatten_all()?.to_vec1::<f32>()),
         }
@@ -277,6 +278,23 @@ mod tests {
         .unwrap();
         for (a, b) in spanned.iter().zip(&all) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        // The per-clip pooling itself equals the tensor op over whole spans.
+        let refs: Vec<&LogMelSpectrogram> = specs.iter().collect();
+        let frames = embed_frames(&encoder, &refs, &norm).unwrap();
+        let t = frames.dim(1).unwrap();
+        for pooling in [Pooling::MaxMean, Pooling::Mean] {
+            let by_clip = pooling.apply_spans(&frames, &[(0, t); 5]).unwrap();
+            let by_tensor = pooling
+                .apply(&frames)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            for (a, b) in by_clip.iter().zip(&by_tensor) {
+                assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+            }
         }
         let part = vec![(8, 24); 5];
         let cut = embed_spectrograms(
