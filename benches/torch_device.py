@@ -1,11 +1,11 @@
-"""PyTorch side of the device benchmarks: ../shared/reference/bench_torch.py's `train_step`
+"""PyTorch side of the device benchmarks: benches/reference/bench_torch.py's `train_step`
 and `infer_embed` workloads on any torch device, for a side-by-side run with
 
     cargo bench --features cuda --bench train_step -- --device cuda:0 [--precision bf16]
 
 usage: python benches/torch_device.py [--device cuda] [--precision f32|bf16] [--reps 10]
            [--warmup 3] [--d 2048] [--train-batches 64,128] [--infer-batch 256]
-           [--queue 65536] [--reference ../shared/reference]
+           [--queue 65536] [--reference benches/reference]
 
 Same models, step (official order: two EMA updates, SGD) and sizes as bench_torch.py, built
 on --device (torch.set_default_device, so the reference's own factory calls land there too).
@@ -35,7 +35,7 @@ def parse():
     ap.add_argument("--infer-batch", type=int, default=256)
     ap.add_argument("--queue", type=int, default=65536)
     here = os.path.dirname(os.path.abspath(__file__))
-    ap.add_argument("--reference", default=os.path.join(here, "..", "..", "shared", "reference"))
+    ap.add_argument("--reference", default=os.path.join(here, "reference"))
     return ap.parse_args()
 
 

@@ -406,51 +406,121 @@ fn nt_xent_objective_replaces_the_instance_terms() {
     assert!((step.losses.total - total).abs() < 1e-5);
 }
 
+/// The fixture's official step on the device of `f`'s tensors, in `precision`: its losses and
+/// every student gradient, on the CPU.
+#[cfg(feature = "cuda")]
+fn official_step_on(
+    f: &HashMap<String, Tensor>,
+    precision: slicer::model::Precision,
+) -> (slicer::train::StepLosses, Vec<(String, Tensor)>) {
+    let objective = ObjectiveConfig {
+        fidelity: Fidelity::Official,
+        queue_size: 24,
+        ..ObjectiveConfig::default()
+    };
+    let _scope = slicer::model::autocast(precision);
+    let (student, teacher, mut queue) = fixture_nets(f);
+    let step = fixture_step(f, &objective, &student, &teacher, &mut queue);
+    let grads = student
+        .named_params()
+        .into_iter()
+        .map(|(n, v)| {
+            let g = step.grads.get(&v).unwrap();
+            (n, g.to_device(&Device::Cpu).unwrap())
+        })
+        .collect();
+    (step.losses, grads)
+}
+
+/// The fixture moved to `cuda:0`, or `None` (said on stderr) where no GPU is present; with
+/// `SLICER_REQUIRE_CUDA` set (the GPU check sets it), a missing GPU fails the test instead.
+#[cfg(feature = "cuda")]
+fn fixture_on_gpu(test: &str) -> Option<HashMap<String, Tensor>> {
+    let gpu = match Device::new_cuda(0) {
+        Ok(gpu) => gpu,
+        Err(e) if std::env::var_os("SLICER_REQUIRE_CUDA").is_some() => {
+            panic!("SLICER_REQUIRE_CUDA is set but cuda:0 did not open: {e}")
+        }
+        Err(_) => {
+            eprintln!("no CUDA device: {test} skipped");
+            return None;
+        }
+    };
+    let f = fixture("slicer_step.safetensors");
+    Some(
+        f.iter()
+            .map(|(k, v)| (k.clone(), v.to_device(&gpu).unwrap()))
+            .collect(),
+    )
+}
+
+#[cfg(feature = "cuda")]
+fn loss_pairs(
+    a: &slicer::train::StepLosses,
+    b: &slicer::train::StepLosses,
+) -> [(&'static str, f32, f32); 3] {
+    [
+        ("instance_a", a.instance_a, b.instance_a),
+        ("instance_b", a.instance_b, b.instance_b),
+        ("cluster", a.cluster, b.cluster),
+    ]
+}
+
 /// Step-level parity of the CUDA path: the official step of the fixture on `cuda:0` matches
 /// the CPU step (losses and every gradient) within 1e-3 relative. Compiled with
 /// `--features cuda` (CI builds it); it runs only where a GPU is present and says so otherwise.
 #[cfg(feature = "cuda")]
 #[test]
 fn cuda_step_matches_the_cpu_step() {
-    let Ok(gpu) = Device::new_cuda(0) else {
-        eprintln!("no CUDA device: cuda_step_matches_the_cpu_step not run");
+    use slicer::model::Precision;
+    let Some(on_gpu) = fixture_on_gpu("cuda_step_matches_the_cpu_step") else {
         return;
     };
-    let f = fixture("slicer_step.safetensors");
-    let on_gpu: HashMap<String, Tensor> = f
-        .iter()
-        .map(|(k, v)| (k.clone(), v.to_device(&gpu).unwrap()))
-        .collect();
-    let objective = ObjectiveConfig {
-        fidelity: Fidelity::Official,
-        queue_size: 24,
-        ..ObjectiveConfig::default()
-    };
-    let run = |f: &HashMap<String, Tensor>| {
-        let (student, teacher, mut queue) = fixture_nets(f);
-        let step = fixture_step(f, &objective, &student, &teacher, &mut queue);
-        let grads: Vec<(String, Tensor)> = student
-            .named_params()
-            .into_iter()
-            .map(|(n, v)| {
-                (
-                    n,
-                    step.grads.get(&v).unwrap().to_device(&Device::Cpu).unwrap(),
-                )
-            })
-            .collect();
-        (step.losses, grads)
-    };
-    let (cpu_losses, cpu_grads) = run(&f);
-    let (gpu_losses, gpu_grads) = run(&on_gpu);
-    for (name, a, b) in [
-        ("instance_a", gpu_losses.instance_a, cpu_losses.instance_a),
-        ("instance_b", gpu_losses.instance_b, cpu_losses.instance_b),
-        ("cluster", gpu_losses.cluster, cpu_losses.cluster),
-    ] {
+    let (cpu_losses, cpu_grads) =
+        official_step_on(&fixture("slicer_step.safetensors"), Precision::F32);
+    let (gpu_losses, gpu_grads) = official_step_on(&on_gpu, Precision::F32);
+    for (name, a, b) in loss_pairs(&gpu_losses, &cpu_losses) {
         assert!((a - b).abs() <= 1e-3 * b.abs() + 1e-5, "{name}: {a} vs {b}");
     }
     for ((name, a), (_, b)) in gpu_grads.iter().zip(&cpu_grads) {
         close_with(name, a, b, 1e-5, 1e-3);
+    }
+}
+
+/// The same step with bf16 convolutions and matmuls on `cuda:0` stays finite and close to the
+/// f32 CPU step: losses within 2 % and every gradient within 10 % in relative L2 norm (bf16
+/// keeps 8 significant bits, about 0.4 % per rounding).
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_bf16_step_stays_finite_and_close() {
+    use slicer::model::Precision;
+    let Some(on_gpu) = fixture_on_gpu("cuda_bf16_step_stays_finite_and_close") else {
+        return;
+    };
+    let (f32_losses, f32_grads) =
+        official_step_on(&fixture("slicer_step.safetensors"), Precision::F32);
+    let (bf16_losses, bf16_grads) = official_step_on(&on_gpu, Precision::Bf16);
+    for (name, a, b) in loss_pairs(&bf16_losses, &f32_losses) {
+        assert!(a.is_finite(), "{name}: {a}");
+        assert!((a - b).abs() <= 2e-2 * b.abs() + 1e-4, "{name}: {a} vs {b}");
+    }
+    for ((name, a), (_, b)) in bf16_grads.iter().zip(&f32_grads) {
+        let (a, b) = (values(a), values(b));
+        assert!(
+            a.iter().all(|v| v.is_finite()),
+            "{name}: non-finite gradient"
+        );
+        let diff: f32 = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).powi(2))
+            .sum::<f32>()
+            .sqrt();
+        let norm: f32 = b.iter().map(|y| y * y).sum::<f32>().sqrt();
+        assert!(
+            diff <= 0.1 * norm + 1e-6,
+            "{name}: relative L2 error {}",
+            diff / norm
+        );
     }
 }
