@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::Rng;
 
 use super::autocast::in_compute_dtype;
-use super::conv::{conv3x3_forward_gradients, Conv3x3Op};
+use super::conv::{conv3x3_cpu, conv3x3_forward_gradients};
 use super::fused::{BnReluPool, BnStats};
 
 /// A `Var` of `shape` with values uniform in `+-bound`, drawn from `rng`.
@@ -51,9 +51,22 @@ impl Linear {
         })
     }
 
-    /// Applies the layer to `[.., in]` (the product in the [`super::autocast`] dtype).
+    /// Applies the layer to `[.., in]` (the product in the [`super::autocast`] dtype). The
+    /// leading dimensions are flattened into the rows of one matrix product: a batched
+    /// product against a broadcast weight would make the backward pass build one weight
+    /// gradient per batch row (`[B, in, out]`, 1 GB at d=2048, batch 64) and sum them.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = in_compute_dtype(x, &self.weight.t()?, |a, w| a.broadcast_matmul(w))?;
+        let dims = x.dims();
+        let (inputs, outputs) = (self.weight.dim(1)?, self.weight.dim(0)?);
+        let rows = x.elem_count() / inputs.max(1);
+        let mut out_dims = dims.to_vec();
+        if let Some(last) = out_dims.last_mut() {
+            *last = outputs;
+        }
+        let y = in_compute_dtype(&x.reshape((rows, inputs))?, &self.weight.t()?, |a, w| {
+            a.matmul(w)
+        })?
+        .reshape(out_dims)?;
         match &self.bias {
             Some(bias) => y.broadcast_add(bias),
             None => Ok(y),
@@ -91,19 +104,17 @@ impl Conv3x3 {
         })
     }
 
-    /// `[B, in, H, W] -> [B, out, H, W]`; on CPU in f32 through the im2col + gemm op
-    /// (`conv::Conv3x3Op`; candle's CPU backend has no bf16 matmul), elsewhere in the
+    /// `[B, in, H, W] -> [B, out, H, W]`; on CPU in f32 through the im2col + gemm op with
+    /// the bias (`conv::conv3x3_cpu`; candle's CPU backend has no bf16 matmul), elsewhere in the
     /// [`super::autocast`] dtype through candle's `conv2d` with gradients that are forward
     /// convolutions too (`conv::conv3x3_forward_gradients`: cuDNN for all three).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.device().is_cpu() {
+            return conv3x3_cpu(x, &self.weight, &self.bias);
+        }
         let channels = self.bias.dim(0)?;
-        let y = if x.device().is_cpu() {
-            x.contiguous()?
-                .apply_op2(self.weight.as_tensor(), Conv3x3Op)?
-        } else {
-            in_compute_dtype(x, &self.weight, conv3x3_forward_gradients)?
-        };
-        y.broadcast_add(&self.bias.reshape((1, channels, 1, 1))?)
+        in_compute_dtype(x, &self.weight, conv3x3_forward_gradients)?
+            .broadcast_add(&self.bias.reshape((1, channels, 1, 1))?)
     }
 }
 
