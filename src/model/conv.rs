@@ -267,12 +267,12 @@ pub(super) fn f32_data<'a>(
 }
 
 /// `f` on the contiguous f32 data of a CPU tensor, read in place.
-fn with_cpu_data<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+pub(super) fn with_cpu_data<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
     let Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("conv3x3: {what} must be on the CPU");
+        candle_core::bail!("a fused CPU op's {what} must be on the CPU");
     };
-    Ok(f(f32_data(cpu, layout, "conv3x3", what)?))
+    Ok(f(f32_data(cpu, layout, "fused CPU op", what)?))
 }
 
 impl CustomOp3 for Conv3x3Op {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::conv::f32_data;
+use super::conv::{f32_data, with_cpu_data};
 
 /// Where the normalisation statistics come from.
 #[derive(Debug, Clone)]
@@ -124,6 +124,115 @@ fn window_max(
     best
 }
 
+/// One channel's normalisation: `y = x * scale + shift`, from its mean and `1/sigma`.
+#[derive(Debug, Clone, Copy)]
+struct ChannelNorm {
+    mean: f64,
+    inv: f64,
+    gamma: f64,
+    scale: f32,
+    shift: f32,
+}
+
+impl ChannelNorm {
+    fn new(mean: f64, var: f64, eps: f64, gamma: f32, beta: f32) -> Self {
+        let inv = 1.0 / (var + eps).sqrt();
+        let g = f64::from(gamma);
+        Self {
+            mean,
+            inv,
+            gamma: g,
+            scale: (g * inv) as f32,
+            shift: (f64::from(beta) - mean * g * inv) as f32,
+        }
+    }
+}
+
+/// Calls `f(offset in the plane, gradient)` for each pooled cell whose (first) maximum
+/// passed the ReLU: where the pooled gradient goes at the BatchNorm output.
+fn route(
+    plane: &[f32],
+    grads: &[f32],
+    [h, w]: [usize; 2],
+    norm: &ChannelNorm,
+    mut f: impl FnMut(usize, f32),
+) {
+    let w2 = w / 2;
+    for i in 0..h / 2 {
+        for j in 0..w2 {
+            let (at, y) = window_max(plane, w, i, j, |v| v * norm.scale + norm.shift);
+            if y > 0.0 {
+                f(at, grads[i * w2 + j]);
+            }
+        }
+    }
+}
+
+/// `(dx, dgamma, dbeta)`: the per-channel sums first (channels in parallel, samples in
+/// order), then `dx` one (sample, channel) plane per task, written in place.
+fn bn_relu_pool_backward(
+    xs: &[f32],
+    dy: &[f32],
+    [b, c, h, w]: [usize; 4],
+    channels: &[ChannelNorm],
+    train: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (hw, pooled) = (h * w, (h / 2) * (w / 2));
+    let plane = |n: usize, ch: usize| {
+        (
+            &xs[(n * c + ch) * hw..][..hw],
+            &dy[(n * c + ch) * pooled..][..pooled],
+        )
+    };
+    let sums: Vec<(f64, f64)> = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let norm = &channels[ch];
+            let (mut dbeta, mut dgamma) = (0f64, 0f64);
+            for n in 0..b {
+                let (x, g) = plane(n, ch);
+                route(x, g, [h, w], norm, |at, gv| {
+                    dbeta += f64::from(gv);
+                    dgamma += f64::from(gv) * (f64::from(x[at]) - norm.mean) * norm.inv;
+                });
+            }
+            (dgamma, dbeta)
+        })
+        .collect();
+    // dx = g/sigma * (dbn - mean(dbn) - xhat * mean(dbn * xhat)), linear in (dbn, x):
+    // dx = k1 * dbn + k3 * x + k2 in train mode, dbn * scale in eval mode.
+    let count = (b * hw) as f64;
+    let coefficients: Vec<(f32, f32, f32)> = channels
+        .iter()
+        .zip(&sums)
+        .map(|(norm, &(dgamma, dbeta))| {
+            let a = norm.gamma * norm.inv / count;
+            (
+                (norm.gamma * norm.inv) as f32,
+                (-a * dgamma * norm.inv) as f32,
+                (-a * dbeta + a * dgamma * norm.inv * norm.mean) as f32,
+            )
+        })
+        .collect();
+    let mut dx = vec![0f32; b * c * hw];
+    dx.par_chunks_mut(hw).enumerate().for_each(|(index, d)| {
+        let ch = index % c;
+        let (x, g) = plane(index / c, ch);
+        route(x, g, [h, w], &channels[ch], |at, gv| d[at] = gv);
+        if train {
+            let (k1, k3, k2) = coefficients[ch];
+            for (dv, &xv) in d.iter_mut().zip(x) {
+                *dv = k1 * *dv + k3 * xv + k2;
+            }
+        } else {
+            let scale = channels[ch].scale;
+            d.iter_mut().for_each(|dv| *dv *= scale);
+        }
+    });
+    let (dgamma, dbeta) = sums.iter().map(|&(g, b)| (g as f32, b as f32)).unzip();
+    (dx, dgamma, dbeta)
+}
+
 impl CustomOp3 for BnReluPool {
     fn name(&self) -> &'static str {
         "bn_relu_pool"
@@ -144,31 +253,27 @@ impl CustomOp3 for BnReluPool {
         let dims @ [b, c, h, w] = dims4(l1)?;
         let (h2, w2) = (h / 2, w / 2);
         let stats = self.channel_stats(x, dims);
-        let per_channel: Vec<Vec<f32>> = (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                let (mean, inv) = stats[ch];
-                let scale = (f64::from(gamma[ch]) * inv) as f32;
-                let shift = (f64::from(beta[ch]) - mean * f64::from(gamma[ch]) * inv) as f32;
-                let mut out = Vec::with_capacity(b * h2 * w2);
-                for n in 0..b {
-                    let plane = &x[(n * c + ch) * h * w..][..h * w];
-                    for i in 0..h2 {
-                        for j in 0..w2 {
-                            out.push(window_max(plane, w, i, j, |v| v * scale + shift).1);
-                        }
-                    }
-                }
-                out
+        let affine: Vec<(f32, f32)> = stats
+            .iter()
+            .zip(gamma.iter().zip(beta))
+            .map(|(&(mean, inv), (&g, &bt))| {
+                let g = f64::from(g);
+                ((g * inv) as f32, (f64::from(bt) - mean * g * inv) as f32)
             })
             .collect();
+        // One (sample, channel) plane per task, written in place.
         let mut out = vec![0f32; b * c * h2 * w2];
-        for (ch, values) in per_channel.iter().enumerate() {
-            for n in 0..b {
-                out[(n * c + ch) * h2 * w2..][..h2 * w2]
-                    .copy_from_slice(&values[n * h2 * w2..][..h2 * w2]);
-            }
-        }
+        out.par_chunks_mut(h2 * w2)
+            .enumerate()
+            .for_each(|(plane_index, pooled)| {
+                let (scale, shift) = affine[plane_index % c];
+                let plane = &x[plane_index * h * w..][..h * w];
+                for i in 0..h2 {
+                    for j in 0..w2 {
+                        pooled[i * w2 + j] = window_max(plane, w, i, j, |v| v * scale + shift).1;
+                    }
+                }
+            });
         Ok((CpuStorage::F32(out), Shape::from((b, c, h2, w2))))
     }
 
@@ -184,72 +289,22 @@ impl CustomOp3 for BnReluPool {
             let (b, c, h, w) = x.dims4()?;
             [b, c, h, w]
         };
-        let (h2, w2) = (h / 2, w / 2);
-        let xs = x.flatten_all()?.to_vec1::<f32>()?;
         let gs = gamma.to_vec1::<f32>()?;
         let bs = beta.to_vec1::<f32>()?;
-        let dy = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         let (means, vars) = self.batch_stats().ok_or_else(|| {
             candle_core::Error::Msg("bn_relu_pool: backward before forward".into())
         })?;
-        let train = matches!(self.stats, BnStats::Batch);
-        let count = (b * h * w) as f64;
-        let per_channel: Vec<(Vec<f32>, f32, f32)> = (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                let inv = 1.0 / (vars[ch] + self.eps).sqrt();
-                let mean = means[ch];
-                let g = f64::from(gs[ch]);
-                let scale = (g * inv) as f32;
-                let shift = (f64::from(bs[ch]) - mean * g * inv) as f32;
-                // Gradient at the BN output: the pooled gradient routed to each window's
-                // (first) maximum when it passed the ReLU.
-                let mut dbn = vec![0f32; b * h * w];
-                let (mut dbeta, mut dgamma) = (0f64, 0f64);
-                for n in 0..b {
-                    let plane = &xs[(n * c + ch) * h * w..][..h * w];
-                    let grads = &dy[(n * c + ch) * h2 * w2..][..h2 * w2];
-                    for i in 0..h2 {
-                        for j in 0..w2 {
-                            let (at, y) = window_max(plane, w, i, j, |v| v * scale + shift);
-                            if y > 0.0 {
-                                let gv = grads[i * w2 + j];
-                                dbn[n * h * w + at] = gv;
-                                dbeta += f64::from(gv);
-                                dgamma += f64::from(gv) * (f64::from(plane[at]) - mean) * inv;
-                            }
-                        }
-                    }
-                }
-                // dx = g/sigma * (dbn - mean(dbn) - xhat * mean(dbn * xhat)), linear in
-                // (dbn, x): dx = k1 * dbn + k3 * x + k2.
-                let dx: Vec<f32> = if train {
-                    let a = g * inv / count;
-                    let (k1, k3) = ((g * inv) as f32, (-a * dgamma * inv) as f32);
-                    let k2 = (-a * dbeta + a * dgamma * inv * mean) as f32;
-                    let mut dx = dbn;
-                    for n in 0..b {
-                        let plane = &xs[(n * c + ch) * h * w..][..h * w];
-                        for (d, &xv) in dx[n * h * w..][..h * w].iter_mut().zip(plane) {
-                            *d = k1 * *d + k3 * xv + k2;
-                        }
-                    }
-                    dx
-                } else {
-                    dbn.iter().map(|&v| v * scale).collect()
-                };
-                (dx, dgamma as f32, dbeta as f32)
-            })
+        let channels: Vec<ChannelNorm> = (0..c)
+            .map(|ch| ChannelNorm::new(means[ch], vars[ch], self.eps, gs[ch], bs[ch]))
             .collect();
-        let mut dx = vec![0f32; b * c * h * w];
-        for (ch, (values, _, _)) in per_channel.iter().enumerate() {
-            for n in 0..b {
-                dx[(n * c + ch) * h * w..][..h * w].copy_from_slice(&values[n * h * w..][..h * w]);
-            }
-        }
+        let train = matches!(self.stats, BnStats::Batch);
+        let (x, grad) = (x.contiguous()?, grad.contiguous()?);
+        let (dx, dgamma, dbeta) = with_cpu_data(&x, "input", |xs| {
+            with_cpu_data(&grad, "gradient", |dy| {
+                bn_relu_pool_backward(xs, dy, [b, c, h, w], &channels, train)
+            })
+        })??;
         let device = x.device();
-        let dgamma: Vec<f32> = per_channel.iter().map(|p| p.1).collect();
-        let dbeta: Vec<f32> = per_channel.iter().map(|p| p.2).collect();
         Ok((
             Some(Tensor::from_vec(dx, (b, c, h, w), device)?),
             Some(Tensor::from_vec(dgamma, c, device)?),
