@@ -72,8 +72,12 @@ run_for() {
   fi
   timeout --kill-after=5 "$t" "$@" 2>>"$log"
   local rc=$?
-  [ $rc -eq 124 ] && record "{\"timed_out\": \"$name\", \"after_s\": $t}"
-  [ $rc -ne 0 ] && say "$name exited with $rc"
+  if [ $rc -eq 124 ]; then
+    record "{\"timed_out\": \"$name\", \"after_s\": $t}"
+  elif [ $rc -ne 0 ]; then
+    record "{\"failed\": \"$name\", \"exit\": $rc}"
+  fi
+  [ $rc -ne 0 ] && say "$name exited with $rc (check.log has its output)"
   return $rc
 }
 

@@ -81,8 +81,8 @@ def main():
                 p(f"| {r['precision']} | {r['bench']} | {r['batch']} | "
                   f"{r['peak_device_bytes'] / 2**20:.0f} |")
         p()
-    problems = [r for r in rows if "skipped" in r or "timed_out" in r]
-    p("## Skipped or timed out\n")
+    problems = [r for r in rows if "skipped" in r or "timed_out" in r or "failed" in r]
+    p("## Skipped, failed or timed out\n")
     if problems:
         for r in problems:
             p(f"- {json.dumps(r)}")
