@@ -432,9 +432,20 @@ impl CustomOp3 for ConvGradients {
 #[cfg(test)]
 mod tests {
     use crate::model::testing::{max_diff, random};
-    use candle_core::Var;
+    use candle_core::backprop::GradStore;
+    use candle_core::{Tensor, Var};
 
     use super::{conv3x3_cpu, conv3x3_forward_gradients};
+
+    /// The gradients of `sum(y * upstream)`.
+    fn gradients(y: Tensor, upstream: &Tensor) -> GradStore {
+        (y * upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap()
+    }
 
     /// The device-generic op: values and both gradients equal the im2col op's and candle's.
     #[test]
@@ -443,19 +454,12 @@ mod tests {
         let w = Var::from_tensor(&random(&[6, 4, 3, 3], 1.0, 5)).unwrap();
         let upstream = random(&[3, 6, 5, 7], 1.0, 6);
         let generic = conv3x3_forward_gradients(&x, &w).unwrap();
-        let zero = candle_core::Tensor::zeros(6, candle_core::DType::F32, x.device()).unwrap();
+        let zero = Tensor::zeros(6, candle_core::DType::F32, x.device()).unwrap();
         let im2col = conv3x3_cpu(&x, &w, &zero).unwrap();
         let candle = x.conv2d(&w, 1, 1, 1, 1).unwrap();
         assert!(max_diff(&generic, &im2col) < 1e-5);
         assert!(max_diff(&generic, &candle) < 1e-5);
-        let grads = |y: candle_core::Tensor| {
-            (y * &upstream)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap()
-        };
+        let grads = |y| gradients(y, &upstream);
         let (g, i, c) = (grads(generic), grads(im2col), grads(candle));
         for reference in [&i, &c] {
             assert!(max_diff(g.get(&x).unwrap(), reference.get(&x).unwrap()) < 1e-5);
@@ -478,15 +482,7 @@ mod tests {
             .broadcast_add(&b.reshape((1, 6, 1, 1)).unwrap())
             .unwrap();
         assert!(max_diff(&ours, &reference) < 1e-5);
-        let grads = |y: candle_core::Tensor| {
-            (y * &upstream)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap()
-        };
-        let (g1, g2) = (grads(ours), grads(reference));
+        let (g1, g2) = (gradients(ours, &upstream), gradients(reference, &upstream));
         assert!(max_diff(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-5);
         assert!(max_diff(g1.get(&w).unwrap(), g2.get(&w).unwrap()) < 1e-4);
         assert!(max_diff(g1.get(&b).unwrap(), g2.get(&b).unwrap()) < 1e-4);
