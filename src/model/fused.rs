@@ -136,7 +136,10 @@ struct ChannelNorm {
 
 impl ChannelNorm {
     fn new(mean: f64, var: f64, eps: f64, gamma: f32, beta: f32) -> Self {
-        let inv = 1.0 / (var + eps).sqrt();
+        Self::with_inv(mean, 1.0 / (var + eps).sqrt(), gamma, beta)
+    }
+
+    fn with_inv(mean: f64, inv: f64, gamma: f32, beta: f32) -> Self {
         let g = f64::from(gamma);
         Self {
             mean,
@@ -253,24 +256,22 @@ impl CustomOp3 for BnReluPool {
         let dims @ [b, c, h, w] = dims4(l1)?;
         let (h2, w2) = (h / 2, w / 2);
         let stats = self.channel_stats(x, dims);
-        let affine: Vec<(f32, f32)> = stats
+        let channels: Vec<ChannelNorm> = stats
             .iter()
             .zip(gamma.iter().zip(beta))
-            .map(|(&(mean, inv), (&g, &bt))| {
-                let g = f64::from(g);
-                ((g * inv) as f32, (f64::from(bt) - mean * g * inv) as f32)
-            })
+            .map(|(&(mean, inv), (&g, &bt))| ChannelNorm::with_inv(mean, inv, g, bt))
             .collect();
         // One (sample, channel) plane per task, written in place.
         let mut out = vec![0f32; b * c * h2 * w2];
         out.par_chunks_mut(h2 * w2)
             .enumerate()
             .for_each(|(plane_index, pooled)| {
-                let (scale, shift) = affine[plane_index % c];
+                let norm = &channels[plane_index % c];
                 let plane = &x[plane_index * h * w..][..h * w];
                 for i in 0..h2 {
                     for j in 0..w2 {
-                        pooled[i * w2 + j] = window_max(plane, w, i, j, |v| v * scale + shift).1;
+                        pooled[i * w2 + j] =
+                            window_max(plane, w, i, j, |v| v * norm.scale + norm.shift).1;
                     }
                 }
             });
