@@ -170,7 +170,7 @@ fn matmul_into(dst: &mut [f32], lhs: Mat<'_>, rhs: Mat<'_>, accumulate: bool) {
 }
 
 /// `[B, C, H, W] * [O, C, 3, 3] + [O] -> [B, O, H, W]`.
-fn conv_forward(
+pub(super) fn conv_forward(
     x: &[f32],
     weight: &[f32],
     bias: &[f32],
@@ -194,7 +194,7 @@ fn conv_forward(
 
 /// The weight and bias gradients `Σ_n dy_n · col(x_n)ᵀ` (`[O, C*9]`) and `Σ_n Σ_hw dy_n`
 /// (`[O]`), summed per fixed group of samples and then over groups in order.
-fn conv_parameter_gradients(
+pub(super) fn conv_parameter_gradients(
     x: &[f32],
     dy: &[f32],
     [b, c, h, w]: [usize; 4],
@@ -236,7 +236,12 @@ fn conv_parameter_gradients(
 }
 
 /// The input gradient `col2im(Wᵀ · dy_n)` per sample.
-fn conv_input_gradient(dy: &[f32], weight: &[f32], [b, c, h, w]: [usize; 4], o: usize) -> Vec<f32> {
+pub(super) fn conv_input_gradient(
+    dy: &[f32],
+    weight: &[f32],
+    [b, c, h, w]: [usize; 4],
+    o: usize,
+) -> Vec<f32> {
     let (hw, k) = (h * w, c * 9);
     let mut dx = vec![0f32; b * c * hw];
     dx.par_chunks_mut(c * hw).enumerate().for_each_init(

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::Rng;
 
+use super::fused::conv_bn_relu_pool;
 use super::layers::{BatchNorm2d, Conv3x3, Dropout, Linear};
 
 /// Channels of every conv block.
@@ -24,8 +25,12 @@ pub struct ConvBlock {
 }
 
 impl ConvBlock {
+    /// On CPU one fused op (`fused::conv_bn_relu_pool`), elsewhere the composed layers.
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_relu_pool(&self.conv.forward(x)?, train)
+        if x.device().is_cpu() {
+            return conv_bn_relu_pool(x, &self.conv, &self.bn, train);
+        }
+        max_pool_2x2(&self.bn.forward(&self.conv.forward(x)?, train)?.relu()?)
     }
 }
 

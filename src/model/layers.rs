@@ -9,7 +9,6 @@ use rand::Rng;
 
 use super::autocast::in_compute_dtype;
 use super::conv::{conv3x3_cpu, conv3x3_forward_gradients};
-use super::fused::{BnReluPool, BnStats};
 
 /// A `Var` of `shape` with values uniform in `+-bound`, drawn from `rng`.
 fn uniform(shape: &[usize], bound: f32, rng: &mut impl Rng, device: &Device) -> Result<Var> {
@@ -133,7 +132,8 @@ pub struct BatchNorm2d {
     pub num_batches_tracked: AtomicI64,
 }
 
-const BN_EPS: f64 = 1e-5;
+/// BatchNorm's epsilon (PyTorch's default).
+pub(super) const BN_EPS: f64 = 1e-5;
 const BN_MOMENTUM: f64 = 0.1;
 
 impl BatchNorm2d {
@@ -176,47 +176,14 @@ impl BatchNorm2d {
             .broadcast_add(&self.bias.reshape(shape)?)
     }
 
-    /// BatchNorm, ReLU and 2x2 max pooling (floor). On CPU one fused op
-    /// (`fused::BnReluPool`); elsewhere the composed layers.
-    pub fn forward_relu_pool(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        if !x.device().is_cpu() {
-            return super::encoder::max_pool_2x2(&self.forward(x, train)?.relu()?);
-        }
-        let stats = if train {
-            BnStats::Batch
-        } else {
-            BnStats::Running {
-                mean: self.running_mean.as_tensor().to_vec1()?,
-                var: self.running_var.as_tensor().to_vec1()?,
-            }
-        };
-        let op = BnReluPool::new(stats, BN_EPS);
-        let used = op.used_stats();
-        let out = x
-            .contiguous()?
-            .apply_op3(self.weight.as_tensor(), self.bias.as_tensor(), op)?;
-        if train {
-            let (b, c, h, w) = x.dims4()?;
-            let (mean, var) = used
-                .lock()
-                .expect("not poisoned")
-                .clone()
-                .ok_or_else(|| candle_core::Error::Msg("bn_relu_pool did not run".into()))?;
-            let to_tensor = |v: Vec<f64>| {
-                Tensor::from_vec(
-                    v.into_iter().map(|v| v as f32).collect::<Vec<_>>(),
-                    c,
-                    x.device(),
-                )
-            };
-            self.update_running(&to_tensor(mean)?, &to_tensor(var)?, b * h * w)?;
-        }
-        Ok(out)
-    }
-
     /// Running-statistics update from a batch's per-channel mean and biased variance over
     /// `n` values per channel (PyTorch: the unbiased variance enters the running average).
-    fn update_running(&self, mean: &Tensor, biased_var: &Tensor, n: usize) -> Result<()> {
+    pub(super) fn update_running(
+        &self,
+        mean: &Tensor,
+        biased_var: &Tensor,
+        n: usize,
+    ) -> Result<()> {
         let n = n as f64;
         let unbiased = (biased_var * (n / (n - 1.0).max(1.0)))?;
         self.running_mean.set(
