@@ -63,6 +63,15 @@ pub enum Error {
         /// What went wrong and what to do.
         message: String,
     },
+    /// A task of the spec that could not be set up.
+    #[error("task `{task}`")]
+    Task {
+        /// The task's name in the spec.
+        task: String,
+        /// What went wrong.
+        #[source]
+        source: Box<Error>,
+    },
     /// A value outside what an algorithm accepts (empty inputs, mismatched shapes, ...).
     #[error("{0}")]
     Invalid(String),

@@ -9,14 +9,15 @@
 //! [`optim`] → [`methods`] (SLICER and the baselines as learners) → [`train`] (step, data
 //! thread, loop) → [`checkpoint`] → [`eval`] (frozen
 //! embeddings, linear probe, fine-tuning, LAPE table) → [`results`] (Parquet) and [`run`]
-//! (run folders and provenance), driven by a typed experiment [`spec`]; [`pipeline`] strings
-//! the stages together. [`data`] also holds the registry of LAPE datasets and their loaders.
+//! (run folders and provenance), driven by a typed experiment [`spec`]. [`experiment`] runs
+//! the stages of a spec (and suites of specs) as library calls; the `experiment` binary is a
+//! thin layer over it. [`data`] also holds the registry of LAPE datasets and their loaders.
 //!
 //! Saved models: [`pretrained`] (exported folders, the Hub through [`hub`], runs, PyTorch
 //! checkpoints), [`export`] (Hub-ready folders) and [`embedder`] (audio to embeddings).
 //!
-//! Suites ([`suite`]) run several specs (methods, ablations) with one command and build their
-//! comparison table. Not built yet: the CUDA path (see the README's status section).
+//! Suites ([`experiment::suite`]) run several specs (methods, ablations) with one command and
+//! build their comparison table.
 
 pub mod allocator;
 pub mod atomic;
@@ -30,6 +31,7 @@ pub mod distributed;
 pub mod embedder;
 pub mod error;
 pub mod eval;
+pub mod experiment;
 pub mod export;
 pub mod features;
 pub mod hub;
@@ -37,14 +39,12 @@ pub mod loss;
 pub mod methods;
 pub mod model;
 pub mod optim;
-pub mod pipeline;
 pub mod pretrained;
 pub mod progress;
 pub mod results;
 pub mod rng;
 pub mod run;
 pub mod spec;
-pub mod suite;
 pub mod train;
 
 pub use error::{Error, Result};

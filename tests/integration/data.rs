@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::common::{pcm16, tone, write_wav};
 use slicer::cache::FeatureCache;
 use slicer::data::{pretrain_clips, PretrainSource, Split, Task, TaskConfig, TaskSource};
-use slicer::pipeline;
+use slicer::experiment::pipeline;
 use slicer::progress::Silent;
 use slicer::spec::LoadedSpec;
 

@@ -9,6 +9,7 @@ mod common;
 mod data;
 mod datasets;
 mod distributed;
+mod experiment;
 mod features;
 mod methods;
 mod model;

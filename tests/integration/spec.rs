@@ -33,8 +33,9 @@ fn every_experiment_spec_parses_and_validates() {
         "expected the experiment specs, found {files:?}"
     );
     for file in files {
-        if slicer::suite::is_suite(&file) {
-            let suite = slicer::suite::Suite::load(&file, &[]).unwrap_or_else(|e| panic!("{e}"));
+        if slicer::experiment::suite::is_suite(&file) {
+            let suite = slicer::experiment::suite::Suite::load(&file, &[])
+                .unwrap_or_else(|e| panic!("{e}"));
             assert!(!suite.members.is_empty(), "{}", file.display());
             for member in &suite.members {
                 let name = format!("{}-{}", suite.name, member.name);

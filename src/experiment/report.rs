@@ -1,0 +1,101 @@
+//! What a stage did, for a person to read.
+
+use std::fmt;
+
+use crate::methods::Method;
+use crate::results::{MetricRow, ScoreRow};
+use crate::spec::ExperimentSpec;
+use crate::train::Pretrained;
+
+/// What a call of the experiment layer did: paragraphs in order (pre-training summary, score
+/// tables, where things were written) and the scores it wrote.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Paragraphs for a person, in order.
+    pub paragraphs: Vec<String>,
+    /// The scores this call wrote (empty when it scored nothing).
+    pub scores: Vec<ScoreRow>,
+}
+
+impl Report {
+    /// Adds a paragraph.
+    pub fn say(&mut self, paragraph: impl Into<String>) {
+        self.paragraphs.push(paragraph.into());
+    }
+
+    /// Appends another report's paragraphs and scores.
+    pub fn extend(&mut self, other: Report) {
+        self.paragraphs.extend(other.paragraphs);
+        self.scores.extend(other.scores);
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for paragraph in &self.paragraphs {
+            writeln!(f, "{paragraph}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One line on a finished pre-training: steps, losses against their chance levels, cluster
+/// usage and speed.
+pub(super) fn pretraining_summary(spec: &ExperimentSpec, trained: &Pretrained) -> String {
+    let (Some(first), Some(last)) = (trained.metrics.first(), trained.metrics.last()) else {
+        return format!(
+            "pre-training ({}): {} steps, no step recorded",
+            spec.method.name(),
+            trained.steps
+        );
+    };
+    let usage = if last.cluster_usage_entropy.is_finite() {
+        format!(
+            ", cluster usage entropy {:.3} (max {:.3})",
+            last.cluster_usage_entropy,
+            (spec.model.n_clusters as f64).ln()
+        )
+    } else {
+        String::new()
+    };
+    let speed = crate::train::throughput(&trained.metrics, spec.train.batch_size).map_or(
+        String::new(),
+        |t| {
+            format!(
+                "; {:.1} clips/s (median step), waited for data {:.1}% of the time",
+                t.median_clips_per_s,
+                100.0 * t.data_wait_share
+            )
+        },
+    );
+    format!(
+        "pre-training ({}): {} steps, {}{usage}{speed}",
+        spec.method.name(),
+        trained.steps,
+        loss_summary(spec, first, last),
+    )
+}
+
+/// The losses at the first and last step, with what a reader needs to judge them: for
+/// SLICER, the InfoNCE of one direction (which rises while the queue fills with real keys)
+/// and the cluster loss, each against its chance level.
+fn loss_summary(spec: &ExperimentSpec, first: &MetricRow, last: &MetricRow) -> String {
+    if spec.method != Method::Slicer {
+        return format!("loss {:.4} -> {:.4}", first.loss_total, last.loss_total);
+    }
+    let queue = spec.objective.queue_size;
+    let keys_per_step = 2 * spec.train.batch_size;
+    let clusters = spec.model.n_clusters as f64;
+    format!(
+        "InfoNCE per direction {:.3} -> {:.3} (chance ln {} = {:.2}; it rises while the queue's random initial keys, easy negatives, are replaced by real ones, all real from step {}), cluster loss {:.3} -> {:.3} (chance ln {} = {:.2})",
+        first.loss_instance_a,
+        last.loss_instance_a,
+        queue + 1,
+        ((queue + 1) as f64).ln(),
+        queue.div_ceil(keys_per_step),
+        first.loss_cluster,
+        last.loss_cluster,
+        2.0 * clusters - 1.0,
+        (2.0 * clusters - 1.0).ln(),
+    )
+}
