@@ -30,7 +30,7 @@ pub enum Error {
     },
     /// A bad experiment spec, located as precisely as possible.
     #[error(transparent)]
-    Spec(#[from] crate::spec::SpecError),
+    Spec(#[from] crate::problems::SpecError),
     /// A bad row in a manifest or label file.
     #[error("{}:{row}: {message}", path.display())]
     Manifest {

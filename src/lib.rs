@@ -40,6 +40,7 @@ pub mod methods;
 pub mod model;
 pub mod optim;
 pub mod pretrained;
+pub mod problems;
 pub mod progress;
 pub mod results;
 pub mod rng;

@@ -8,6 +8,7 @@ use std::process::Command;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::results::{read_scores, ScoreRow};
 use crate::spec::LoadedSpec;
 
 /// What produced a run.
@@ -194,6 +195,19 @@ pub fn run_folders_with(results_root: &Path, file: &str) -> Result<Vec<PathBuf>>
         .collect();
     dirs.sort();
     Ok(dirs)
+}
+
+/// Every score of the newest scored run of each spec (name and hash) under `results_root/runs`.
+pub fn latest_scores(results_root: &Path) -> Result<Vec<ScoreRow>> {
+    let dirs = run_folders_with(results_root, "scores.parquet")?;
+    let mut newest: BTreeMap<(String, String), Vec<ScoreRow>> = BTreeMap::new();
+    for dir in dirs {
+        let rows = read_scores(&dir.join("scores.parquet"))?;
+        if let Some(first) = rows.first() {
+            newest.insert((first.spec.clone(), first.spec_hash.clone()), rows);
+        }
+    }
+    Ok(newest.into_values().flatten().collect())
 }
 
 fn git_state() -> (Option<String>, Option<bool>) {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::datasets::{dataset, DATASETS};
 use super::synthetic::Generator;
 use crate::features::FrontendConfig;
-use crate::spec::Problem;
+use crate::problems::Problem;
 
 /// Pre-training corpus and downstream tasks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

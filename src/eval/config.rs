@@ -3,8 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::embed::Pooling;
-use crate::methods::Method;
-use crate::spec::Problem;
+use crate::problems::Problem;
 
 /// An encoder row of the results table: `pretrained`, `random_init`, or
 /// `{external: {source: ..., name: ...}}`.
@@ -48,10 +47,11 @@ impl EncoderChoice {
     /// The seeded initial weights.
     pub const RANDOM_INIT: EncoderChoice = EncoderChoice::Builtin(BuiltinEncoder::RandomInit);
 
-    /// The name used in score tables; the pre-trained encoder is named after its method.
-    pub fn name(&self, method: Method) -> &str {
+    /// The name used in score tables; the pre-trained encoder is named after its method
+    /// (`method`, the method's name).
+    pub fn name<'a>(&'a self, method: &'a str) -> &'a str {
         match self {
-            EncoderChoice::Builtin(BuiltinEncoder::Pretrained) => method.name(),
+            EncoderChoice::Builtin(BuiltinEncoder::Pretrained) => method,
             EncoderChoice::Builtin(BuiltinEncoder::RandomInit) => "random_init",
             EncoderChoice::External { external } => &external.name,
         }
@@ -119,8 +119,9 @@ impl Default for EvalConfig {
 }
 
 impl EvalConfig {
-    /// Bad values, with keys relative to `eval` (`method` names the pre-trained encoder).
-    pub fn problems(&self, method: Method) -> Vec<Problem> {
+    /// Bad values, with keys relative to `eval` (`method`, the method's name, names the
+    /// pre-trained encoder).
+    pub fn problems(&self, method: &str) -> Vec<Problem> {
         let mut p =
             Problem::zero_counts(&[("batch_size", self.batch_size as u64, "64 fits any CPU")]);
         for (i, e) in self.encoders.iter().enumerate() {

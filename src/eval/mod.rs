@@ -29,4 +29,4 @@ pub use seeds::{
     sample_mean_sd, seed_rows, t_975, Interval, SeedRow, SeedRun, SeedTable, BASELINE_ENCODER,
     MEAN_TASK,
 };
-pub use summary::{lape_table, latest_scores, Cell, LapeRow, LapeTable, TABLE_METRIC};
+pub use summary::{lape_table, Cell, LapeRow, LapeTable, TABLE_METRIC};

@@ -11,7 +11,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::spec::Problem;
+use crate::problems::Problem;
 
 /// Probe hyperparameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,14 +3,13 @@
 //! each spec (name and hash) the newest run with scores is used, so re-running a spec
 //! replaces its rows instead of mixing runs.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use polars::prelude::Column;
 
 use super::scoring::mean_std;
 use crate::error::{Error, Result};
-use crate::results::{read_scores, write_table, ScoreRow};
+use crate::results::{write_table, ScoreRow};
 
 /// The metric the table reports.
 pub const TABLE_METRIC: &str = "test_accuracy";
@@ -68,19 +67,6 @@ pub struct LapeTable {
     pub tasks: Vec<String>,
     /// Rows in the order their runs first list them.
     pub rows: Vec<LapeRow>,
-}
-
-/// Every score of the newest scored run of each spec (name and hash) under `results_root/runs`.
-pub fn latest_scores(results_root: &Path) -> Result<Vec<ScoreRow>> {
-    let dirs = crate::run::run_folders_with(results_root, "scores.parquet")?;
-    let mut newest: BTreeMap<(String, String), Vec<ScoreRow>> = BTreeMap::new();
-    for dir in dirs {
-        let rows = read_scores(&dir.join("scores.parquet"))?;
-        if let Some(first) = rows.first() {
-            newest.insert((first.spec.clone(), first.spec_hash.clone()), rows);
-        }
-    }
-    Ok(newest.into_values().flatten().collect())
 }
 
 /// Builds the table from scores (only [`TABLE_METRIC`] rows count).
@@ -270,7 +256,7 @@ mod tests {
             });
             write_scores(&runs.join(run).join("scores.parquet"), &rows).unwrap();
         }
-        let table = lape_table(&latest_scores(dir.path()).unwrap());
+        let table = lape_table(&crate::run::latest_scores(dir.path()).unwrap());
         assert_eq!(table.tasks, ["a", "b"]);
         assert_eq!(table.rows.len(), 2);
         let slicer = &table.rows[0];

@@ -30,10 +30,10 @@ use std::path::Path;
 
 use crate::data::Task;
 use crate::error::{Error, Result};
-use crate::eval::{lape_table, latest_scores, EncoderChoice, LapeTable};
+use crate::eval::{lape_table, EncoderChoice, LapeTable};
 use crate::features::NormStats;
 use crate::progress::Progress;
-use crate::run::RunDir;
+use crate::run::{latest_scores, RunDir};
 use crate::spec::{ExperimentSpec, LoadedSpec};
 
 pub use report::Report;

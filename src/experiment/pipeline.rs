@@ -276,7 +276,7 @@ pub fn encoders_to_evaluate(spec: &ExperimentSpec, run_dir: &Path) -> Result<Vec
                 }
             };
             Ok(NamedEncoder {
-                name: choice.name(spec.method).to_owned(),
+                name: choice.name(spec.method.name()).to_owned(),
                 encoder: encoder.to_device(&device).map_err(Error::tensor)?,
                 own_norm,
                 frontend,

@@ -233,10 +233,10 @@ impl Default for NormalizationConfig {
 
 impl NormalizationConfig {
     /// Bad values, with keys relative to `normalization`.
-    pub fn problems(&self) -> Vec<crate::spec::Problem> {
+    pub fn problems(&self) -> Vec<crate::problems::Problem> {
         match self {
             NormalizationConfig::Precomputed { sample_clips: 0 } => {
-                vec![crate::spec::Problem::new(
+                vec![crate::problems::Problem::new(
                     "sample_clips",
                     "must be at least 1",
                     "a few hundred clips give stable statistics",

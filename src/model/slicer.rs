@@ -36,8 +36,8 @@ impl Default for ModelConfig {
 
 impl ModelConfig {
     /// Bad values, with keys relative to `model`.
-    pub fn problems(&self) -> Vec<crate::spec::Problem> {
-        use crate::spec::Problem;
+    pub fn problems(&self) -> Vec<crate::problems::Problem> {
+        use crate::problems::Problem;
         const HINT: &str = "docs/method.md §13: d 2048, instance_dim 128, n_clusters 128";
         let mut p = Problem::zero_counts(&[
             ("d", self.d as u64, HINT),

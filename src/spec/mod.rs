@@ -8,12 +8,12 @@
 //! `--set` edits.
 
 mod compose;
-mod error;
+
 mod locate;
 mod overrides;
 
+pub use crate::problems::{Problem, SpecError};
 pub use compose::{merge, read_tree, resolve, take_base};
-pub use error::SpecError;
 pub use overrides::Override;
 
 use std::path::{Path, PathBuf};
@@ -119,51 +119,6 @@ impl Default for OutputConfig {
         Self {
             root: PathBuf::from("results"),
         }
-    }
-}
-
-/// A spec error found in the typed value, before its line is looked up.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Problem {
-    /// Dotted key path.
-    pub key: String,
-    /// What is wrong.
-    pub message: String,
-    /// What to do.
-    pub hint: String,
-}
-
-impl Problem {
-    /// A problem at `key`.
-    pub fn new(
-        key: impl Into<String>,
-        message: impl Into<String>,
-        hint: impl Into<String>,
-    ) -> Self {
-        Self {
-            key: key.into(),
-            message: message.into(),
-            hint: hint.into(),
-        }
-    }
-
-    /// A "must be at least 1" problem for every `(key, value, hint)` whose count is zero.
-    pub fn zero_counts(counts: &[(&str, u64, &str)]) -> Vec<Problem> {
-        counts
-            .iter()
-            .filter(|(_, value, _)| *value == 0)
-            .map(|(key, _, hint)| Problem::new(*key, "must be at least 1", *hint))
-            .collect()
-    }
-
-    /// The same problem under a parent key.
-    pub fn under(mut self, parent: &str) -> Self {
-        self.key = if self.key.is_empty() {
-            parent.to_owned()
-        } else {
-            format!("{parent}.{}", self.key)
-        };
-        self
     }
 }
 
@@ -308,7 +263,7 @@ impl ExperimentSpec {
         problems.extend(self.probe.problems().into_iter().map(|p| p.under("probe")));
         problems.extend(
             self.eval
-                .problems(self.method)
+                .problems(self.method.name())
                 .into_iter()
                 .map(|p| p.under("eval")),
         );

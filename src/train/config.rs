@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::Problem;
+use crate::problems::Problem;
 
 /// How long and how to pre-train.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
