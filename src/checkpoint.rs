@@ -70,16 +70,12 @@ pub fn digest(files: &[(&str, NamedTensors)]) -> Result<String> {
                 .to_dtype(candle_core::DType::F32)
                 .and_then(|t| t.flatten_all())
                 .and_then(|t| t.to_vec1())
-                .map_err(Error::tensor)?;
+                .map_err(Error::tensor(format!("checkpoint digest of `{name}`")))?;
             let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
             hasher.update(&bytes);
         }
     }
     Ok(hasher.finalize().to_hex().to_string())
-}
-
-fn candle_err(path: &Path) -> impl Fn(candle_core::Error) -> Error + '_ {
-    move |e| Error::Invalid(format!("{}: {e}", path.display()))
 }
 
 /// Writes a checkpoint under `root` (one safetensors file per `(stem, tensors)`) and prunes
@@ -100,7 +96,9 @@ pub fn save(
     for (name, entries) in files {
         let path = tmp.path().join(format!("{name}.safetensors"));
         let map: HashMap<String, Tensor> = entries.into_iter().collect();
-        candle_core::safetensors::save(&map, &path).map_err(candle_err(&path))?;
+        candle_core::safetensors::save(&map, &path)
+            .map_err(Error::tensor("writing tensors"))
+            .map_err(Error::checkpoint(&path))?;
         std::fs::File::open(&path)
             .and_then(|f| f.sync_all())
             .map_err(|e| Error::io(&path, e))?;
@@ -143,8 +141,11 @@ pub fn list(root: &Path) -> Result<Vec<PathBuf>> {
 pub fn load(dir: &Path, device: &Device) -> Result<(TrainState, CheckpointTensors)> {
     let state_path = dir.join("state.json");
     let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
-    let state: TrainState = serde_json::from_str(&text)
-        .map_err(|e| Error::Invalid(format!("{}: corrupt state: {e}", state_path.display())))?;
+    let state: TrainState = serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: state_path.clone(),
+        what: "a checkpoint's state".into(),
+        source,
+    })?;
     let mut tensors = CheckpointTensors {
         dir: dir.to_owned(),
         files: HashMap::new(),
@@ -156,7 +157,9 @@ pub fn load(dir: &Path, device: &Device) -> Result<(TrainState, CheckpointTensor
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let map = candle_core::safetensors::load(&path, device).map_err(candle_err(&path))?;
+            let map = candle_core::safetensors::load(&path, device)
+                .map_err(Error::tensor("reading tensors"))
+                .map_err(Error::checkpoint(&path))?;
             tensors.files.insert(stem, map);
         }
     }

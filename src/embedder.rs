@@ -181,7 +181,7 @@ impl Embedder {
             let specs: Vec<LogMelSpectrogram> = self.frontend.compute_batch(&audio);
             let refs: Vec<&LogMelSpectrogram> = specs.iter().collect();
             let frames = embed_frames(&self.model.encoder, &refs, &self.norm)?;
-            let tensor_err = |e: candle_core::Error| Error::Invalid(format!("embedding: {e}"));
+            let tensor_err = |e: candle_core::Error| Error::tensor("embedding")(e);
             let pooled: Vec<Vec<f32>> = self
                 .model
                 .config

@@ -72,6 +72,46 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// A tensor operation that failed; `context` says what was being computed.
+    #[error("{context}")]
+    Tensor {
+        /// What was being computed.
+        context: String,
+        /// candle's error.
+        #[source]
+        source: Box<candle_core::Error>,
+    },
+    /// A result table (Parquet) that could not be written or read.
+    #[error("{}: cannot {action} this table", path.display())]
+    Table {
+        /// The table file.
+        path: PathBuf,
+        /// `write` or `read`.
+        action: &'static str,
+        /// polars' error.
+        #[source]
+        source: Box<polars::error::PolarsError>,
+    },
+    /// A JSON file that could not be read or written as `what`.
+    #[error("{}: not valid as {what}", path.display())]
+    Json {
+        /// The JSON file.
+        path: PathBuf,
+        /// What it should hold.
+        what: String,
+        /// serde_json's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A checkpoint that could not be written, read or resumed from.
+    #[error("checkpoint {}", path.display())]
+    Checkpoint {
+        /// The checkpoint folder or file.
+        path: PathBuf,
+        /// What went wrong (a missing tensor names its key).
+        #[source]
+        source: Box<Error>,
+    },
     /// A value outside what an algorithm accepts (empty inputs, mismatched shapes, ...).
     #[error("{0}")]
     Invalid(String),
@@ -95,9 +135,34 @@ impl Error {
         }
     }
 
-    /// A failed tensor operation (shape mismatch, unsupported op, ...).
-    pub(crate) fn tensor(e: candle_core::Error) -> Self {
-        Error::Invalid(format!("tensor operation failed: {e}"))
+    /// Wraps a failed tensor operation with what was being computed:
+    /// `.map_err(Error::tensor("fine-tuning"))`.
+    pub(crate) fn tensor(context: impl Into<String>) -> impl FnOnce(candle_core::Error) -> Self {
+        let context = context.into();
+        move |source| Error::Tensor {
+            context,
+            source: Box::new(source),
+        }
+    }
+
+    /// Wraps a table failure on `path` (`action`: `write` or `read`).
+    pub(crate) fn table<'a>(
+        path: &'a std::path::Path,
+        action: &'static str,
+    ) -> impl Fn(polars::error::PolarsError) -> Self + 'a {
+        move |source| Error::Table {
+            path: path.to_owned(),
+            action,
+            source: Box::new(source),
+        }
+    }
+
+    /// Wraps a failure to resume from or write the checkpoint at `path`.
+    pub(crate) fn checkpoint(path: &std::path::Path) -> impl FnOnce(Error) -> Self + '_ {
+        move |source| Error::Checkpoint {
+            path: path.to_owned(),
+            source: Box::new(source),
+        }
     }
 
     /// An audio error on `path`.
@@ -106,5 +171,40 @@ impl Error {
             path: path.into(),
             message: message.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    /// Every message of an error's chain, as the binary prints it (`{:#}`).
+    fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+        let mut parts = vec![e.to_string()];
+        let mut next = e.source();
+        while let Some(cause) = next {
+            parts.push(cause.to_string());
+            next = cause.source();
+        }
+        parts.join(": ")
+    }
+
+    /// A resume that finds no queue tensor names the checkpoint, the step and the key, and
+    /// keeps candle's error as the source.
+    #[test]
+    fn a_missing_checkpoint_tensor_keeps_its_path_context_and_cause() {
+        let missing = candle_core::Error::Msg("queue state has no `queue`".into());
+        let path = std::path::Path::new("runs/r/checkpoints/step-00000010");
+        let e = Error::checkpoint(path)(Error::tensor("restoring the queue")(missing));
+        let text = chain(&e);
+        assert_eq!(
+            text,
+            "checkpoint runs/r/checkpoints/step-00000010: restoring the queue: queue state has no `queue`"
+        );
+        let tensor = std::error::Error::source(&e).expect("the tensor error");
+        assert!(
+            std::error::Error::source(tensor).is_some(),
+            "candle's error is kept"
+        );
     }
 }

@@ -54,8 +54,9 @@ pub struct PretrainedEncoder {
     pub encoder: Encoder,
 }
 
+/// A tensor failure while reading or writing the weights at `path`.
 fn tensor_err(path: &Path) -> impl Fn(candle_core::Error) -> Error + '_ {
-    move |e| Error::Invalid(format!("{}: {e}", path.display()))
+    move |e| Error::tensor(format!("{}: encoder weights", path.display()))(e)
 }
 
 /// BYOL-A's `features.N` index for (block, layer) and ours.

@@ -73,10 +73,6 @@ pub struct ScoreRow {
     pub wall_s: f64,
 }
 
-fn table_err(path: &Path) -> impl Fn(PolarsError) -> Error + '_ {
-    move |e| Error::Invalid(format!("{}: {e}", path.display()))
-}
-
 /// A column of `rows` built by `f`.
 fn column<R, T>(rows: &[R], name: &str, f: impl Fn(&R) -> T) -> Column
 where
@@ -87,11 +83,11 @@ where
 
 /// Writes `columns` to `path` as Parquet, atomically.
 pub(crate) fn write_table(path: &Path, columns: Vec<Column>) -> Result<()> {
-    let mut df = DataFrame::new_infer_height(columns).map_err(table_err(path))?;
+    let mut df = DataFrame::new_infer_height(columns).map_err(Error::table(path, "write"))?;
     let mut bytes = Vec::new();
     ParquetWriter::new(&mut bytes)
         .finish(&mut df)
-        .map_err(table_err(path))?;
+        .map_err(Error::table(path, "write"))?;
     crate::atomic::write(path, &bytes)
 }
 
@@ -104,7 +100,9 @@ struct Table<'a> {
 impl<'a> Table<'a> {
     fn read(path: &'a Path) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let df = ParquetReader::new(file).finish().map_err(table_err(path))?;
+        let df = ParquetReader::new(file)
+            .finish()
+            .map_err(Error::table(path, "read"))?;
         Ok(Self { path, df })
     }
 
@@ -113,26 +111,40 @@ impl<'a> Table<'a> {
     }
 
     fn column(&self, name: &str) -> Result<&Column> {
-        self.df.column(name).map_err(table_err(self.path))
+        self.df
+            .column(name)
+            .map_err(Error::table(self.path, "read"))
     }
 
     fn u64s(&self, name: &str) -> Result<Vec<u64>> {
-        let c = self.column(name)?.u64().map_err(table_err(self.path))?;
+        let c = self
+            .column(name)?
+            .u64()
+            .map_err(Error::table(self.path, "read"))?;
         Ok(c.into_no_null_iter().collect())
     }
 
     fn f32s(&self, name: &str) -> Result<Vec<f32>> {
-        let c = self.column(name)?.f32().map_err(table_err(self.path))?;
+        let c = self
+            .column(name)?
+            .f32()
+            .map_err(Error::table(self.path, "read"))?;
         Ok(c.into_no_null_iter().collect())
     }
 
     fn f64s(&self, name: &str) -> Result<Vec<f64>> {
-        let c = self.column(name)?.f64().map_err(table_err(self.path))?;
+        let c = self
+            .column(name)?
+            .f64()
+            .map_err(Error::table(self.path, "read"))?;
         Ok(c.into_no_null_iter().collect())
     }
 
     fn strings(&self, name: &str) -> Result<Vec<String>> {
-        let c = self.column(name)?.str().map_err(table_err(self.path))?;
+        let c = self
+            .column(name)?
+            .str()
+            .map_err(Error::table(self.path, "read"))?;
         c.iter()
             .map(|v| {
                 v.map(str::to_owned).ok_or_else(|| {
@@ -216,7 +228,7 @@ pub struct EmbeddingRow {
 /// list of `d` f32), plus `frames` (a list of `T' * d` f32, frame-major) and `n_frames` when
 /// the rows have them.
 pub fn write_embeddings(path: &Path, rows: &[EmbeddingRow]) -> Result<()> {
-    let err = table_err(path);
+    let err = Error::table(path, "write");
     let d = rows.first().map_or(0, |r| r.embedding.len());
     if rows.iter().any(|r| r.embedding.len() != d) {
         return Err(Error::Invalid(format!(
@@ -260,7 +272,7 @@ pub fn write_embeddings(path: &Path, rows: &[EmbeddingRow]) -> Result<()> {
 /// Reads the `path, start_s, end_s, embedding` columns written by [`write_embeddings`].
 pub fn read_embeddings(path: &Path) -> Result<Vec<EmbeddingRow>> {
     let t = Table::read(path)?;
-    let err = table_err(path);
+    let err = Error::table(path, "read");
     let (paths, starts, ends) = (t.strings("path")?, t.f64s("start_s")?, t.f64s("end_s")?);
     let embeddings = t.column("embedding")?.array().map_err(&err)?;
     let mut rows = Vec::with_capacity(t.height());

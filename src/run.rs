@@ -134,11 +134,10 @@ impl RunDir {
     pub fn provenance(&self) -> Result<Provenance> {
         let path = self.file("run.json");
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        serde_json::from_str(&text).map_err(|e| {
-            Error::Invalid(format!(
-                "{}: not a run folder's run.json: {e}",
-                path.display()
-            ))
+        serde_json::from_str(&text).map_err(|source| Error::Json {
+            path: path.clone(),
+            what: "a run folder's run.json".into(),
+            source,
         })
     }
 
@@ -164,14 +163,22 @@ impl RunDir {
     pub fn read_json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T> {
         let path = self.path.join(name);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        serde_json::from_str(&text).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+        serde_json::from_str(&text).map_err(|source| Error::Json {
+            path: path.clone(),
+            what: format!("the run's {name}"),
+            source,
+        })
     }
 
     /// Writes `value` as pretty JSON to `name` in the run folder, atomically.
     pub fn write_json(&self, name: &str, value: &impl Serialize) -> Result<()> {
-        let text = serde_json::to_string_pretty(value)
-            .map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
-        crate::atomic::write(&self.path.join(name), text.as_bytes())
+        let path = self.path.join(name);
+        let text = serde_json::to_string_pretty(value).map_err(|source| Error::Json {
+            path: path.clone(),
+            what: format!("the run's {name}"),
+            source,
+        })?;
+        crate::atomic::write(&path, text.as_bytes())
     }
 
     /// A file inside the run folder.

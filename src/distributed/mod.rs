@@ -123,12 +123,12 @@ pub fn ensure_in_sync(
         .chunks(2)
         .map(|w| f32::from(u16::from_le_bytes([w[0], w[1]])))
         .collect();
-    let tensor = crate::error::Error::tensor;
-    let mine = Tensor::from_vec(words, (1, 6), device).map_err(tensor)?;
+    let tensor = || crate::error::Error::tensor("comparing the ranks' state digests");
+    let mine = Tensor::from_vec(words, (1, 6), device).map_err(tensor())?;
     let all: Vec<Vec<f32>> = comm
         .all_gather(&mine)
         .and_then(|t| t.to_vec2())
-        .map_err(tensor)?;
+        .map_err(tensor())?;
     if all.iter().any(|row| row != &all[0]) {
         return Err(crate::Error::Invalid(format!(
             "rank {}: the ranks' training states differ after step {step} (rank digests {all:?}); a collective or a seeded stream is not shared as it should be. This is a bug: please report it with the spec",

@@ -57,7 +57,7 @@ impl Pooling {
 }
 
 fn tensor_err(e: candle_core::Error) -> Error {
-    Error::Invalid(format!("embedding: tensor operation failed: {e}"))
+    Error::tensor("embedding")(e)
 }
 
 /// The encoder frames (`encoder_frames` of them, each covering `input_frames /

@@ -32,7 +32,7 @@ pub struct FinetuneData<'a> {
 }
 
 fn tensor_err(e: candle_core::Error) -> Error {
-    Error::Invalid(format!("fine-tuning: tensor operation failed: {e}"))
+    Error::tensor("fine-tuning")(e)
 }
 
 /// Fine-tunes a copy of `start` (which is left unchanged) with probe seed `seed`.

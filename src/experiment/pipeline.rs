@@ -235,7 +235,8 @@ pub fn encoders_to_evaluate(spec: &ExperimentSpec, run_dir: &Path) -> Result<Vec
                     if *builtin == BuiltinEncoder::RandomInit || !spec.method.pretrains() =>
                 {
                     (
-                        initial_encoder(spec, &device).map_err(Error::tensor)?,
+                        initial_encoder(spec, &device)
+                            .map_err(Error::tensor("initialising the random_init encoder"))?,
                         None,
                         spec.frontend.clone(),
                     )
@@ -277,7 +278,9 @@ pub fn encoders_to_evaluate(spec: &ExperimentSpec, run_dir: &Path) -> Result<Vec
             };
             Ok(NamedEncoder {
                 name: choice.name(spec.method.name()).to_owned(),
-                encoder: encoder.to_device(&device).map_err(Error::tensor)?,
+                encoder: encoder
+                    .to_device(&device)
+                    .map_err(Error::tensor("moving the encoder to its device"))?,
                 own_norm,
                 frontend,
             })

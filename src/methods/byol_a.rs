@@ -201,13 +201,13 @@ impl Learner for ByolALearner {
         let mut online_heads = self.online.head_params();
         online_heads.extend(self.predictor.named_params("predictor.net"));
         load_network(&self.online.encoder, &online_heads, saved.file("student")?)
-            .map_err(Error::tensor)?;
+            .map_err(Error::tensor("restoring the student"))?;
         load_network(
             &self.target.encoder,
             &self.target.head_params(),
             saved.file("teacher")?,
         )
-        .map_err(Error::tensor)
+        .map_err(Error::tensor("restoring the teacher"))
     }
 }
 

@@ -206,15 +206,15 @@ impl Learner for DeloresMLearner {
             &self.student_heads(),
             saved.file("student")?,
         )
-        .map_err(Error::tensor)?;
+        .map_err(Error::tensor("restoring the student"))?;
         load_network(
             &self.teacher.encoder,
             &self.teacher.head_params(),
             saved.file("teacher")?,
         )
-        .map_err(Error::tensor)?;
+        .map_err(Error::tensor("restoring the teacher"))?;
         self.queue
             .load_state(saved.file("queue")?)
-            .map_err(Error::tensor)
+            .map_err(Error::tensor("restoring the queue"))
     }
 }

@@ -129,6 +129,6 @@ impl Learner for DeloresSLearner {
 
     fn restore(&mut self, saved: &CheckpointTensors) -> crate::Result<()> {
         load_network(&self.encoder, &self.head_params(), saved.file("student")?)
-            .map_err(Error::tensor)
+            .map_err(Error::tensor("restoring the student"))
     }
 }

@@ -106,12 +106,12 @@ pub trait Learner {
 
 /// The learner of `spec.method`, initialised from the spec's seed.
 pub fn learner(spec: &ExperimentSpec, device: &Device) -> crate::Result<Box<dyn Learner>> {
-    let tensor = crate::error::Error::tensor;
+    let tensor = || crate::error::Error::tensor("initialising the learner");
     Ok(match spec.method {
-        Method::Slicer => Box::new(SlicerLearner::new(spec, device).map_err(tensor)?),
-        Method::ByolA => Box::new(ByolALearner::new(spec, device).map_err(tensor)?),
-        Method::DeloresS => Box::new(DeloresSLearner::new(spec, device).map_err(tensor)?),
-        Method::DeloresM => Box::new(DeloresMLearner::new(spec, device).map_err(tensor)?),
+        Method::Slicer => Box::new(SlicerLearner::new(spec, device).map_err(tensor())?),
+        Method::ByolA => Box::new(ByolALearner::new(spec, device).map_err(tensor())?),
+        Method::DeloresS => Box::new(DeloresSLearner::new(spec, device).map_err(tensor())?),
+        Method::DeloresM => Box::new(DeloresMLearner::new(spec, device).map_err(tensor())?),
         Method::RandomInit => {
             return Err(crate::Error::Invalid(
                 "method random_init has nothing to pre-train; run its evaluation stages only"

@@ -98,12 +98,12 @@ impl Learner for SlicerLearner {
     fn restore(&mut self, saved: &CheckpointTensors) -> crate::Result<()> {
         self.student
             .load_state(saved.file("student")?)
-            .map_err(Error::tensor)?;
+            .map_err(Error::tensor("restoring the student"))?;
         self.teacher
             .load_state(saved.file("teacher")?)
-            .map_err(Error::tensor)?;
+            .map_err(Error::tensor("restoring the teacher"))?;
         self.queue
             .load_state(saved.file("queue")?)
-            .map_err(Error::tensor)
+            .map_err(Error::tensor("restoring the queue"))
     }
 }

@@ -128,10 +128,13 @@ pub fn pretrain_on(
                     &spec_hash[..8]
                 )));
             }
-            learner.restore(&tensors)?;
+            learner
+                .restore(&tensors)
+                .map_err(Error::checkpoint(&latest))?;
             optimizer
                 .load_state(saved.step, tensors.file("optimizer")?)
-                .map_err(Error::tensor)?;
+                .map_err(Error::tensor("restoring the optimiser"))
+                .map_err(Error::checkpoint(&latest))?;
             metrics = crate::results::read_metrics(&latest.join("metrics.parquet"))?;
             tracing::info!("resuming from {} (step {})", latest.display(), saved.step);
             state = saved;
@@ -177,8 +180,10 @@ pub fn pretrain_on(
             break;
         }
         let shape = (cfg.batch_size / world, 1, n_mels, frames);
-        let x1 = Tensor::from_vec(batch.view1, shape, device).map_err(Error::tensor)?;
-        let x2 = Tensor::from_vec(batch.view2, shape, device).map_err(Error::tensor)?;
+        let x1 =
+            Tensor::from_vec(batch.view1, shape, device).map_err(Error::tensor("view 1 batch"))?;
+        let x2 =
+            Tensor::from_vec(batch.view2, shape, device).map_err(Error::tensor("view 2 batch"))?;
         let lr = spec.schedule.lr(spec.optimizer.lr(), state.step, total);
         let mut result = learner
             .step(&StepBatch {
@@ -190,8 +195,9 @@ pub fn pretrain_on(
                 draw: rank_draw(state.step, rank, world),
                 progress: state.step as f64 / total as f64,
             })
-            .map_err(Error::tensor)?;
-        average_gradients(comm, &params, &mut result.grads).map_err(Error::tensor)?;
+            .map_err(Error::tensor(format!("training step {}", state.step + 1)))?;
+        average_gradients(comm, &params, &mut result.grads)
+            .map_err(Error::tensor("averaging gradients over ranks"))?;
         let l = result.losses;
         if !l.total.is_finite() {
             let kept = checkpoint::list(&ckpt_root)?
@@ -205,9 +211,12 @@ pub fn pretrain_on(
         }
         optimizer
             .step(&params, &result.grads, lr)
-            .map_err(Error::tensor)?;
-        learner.after_update().map_err(Error::tensor)?;
-        average_running_stats(comm, &learner.encoders()).map_err(Error::tensor)?;
+            .map_err(Error::tensor("the optimiser step"))?;
+        learner
+            .after_update()
+            .map_err(Error::tensor("the update after the optimiser step"))?;
+        average_running_stats(comm, &learner.encoders())
+            .map_err(Error::tensor("averaging BatchNorm statistics over ranks"))?;
         let elapsed = last.elapsed().as_secs_f64();
         last = Instant::now();
         state.step += 1;
@@ -282,7 +291,9 @@ fn training_state(
     learner: &dyn Learner,
     optimizer: &Optimizer,
 ) -> Result<Vec<(&'static str, checkpoint::NamedTensors)>> {
-    let mut files = learner.checkpoint().map_err(Error::tensor)?;
+    let mut files = learner
+        .checkpoint()
+        .map_err(Error::tensor("collecting the checkpoint tensors"))?;
     files.push(("optimizer", optimizer.state()));
     Ok(files)
 }
