@@ -13,13 +13,12 @@ use candle_core::{Device, Tensor, Var};
 use common::{arg, arg_parsed, emit, time_reps};
 use rand_distr::{Distribution, StandardNormal};
 use slicer::device::DeviceSpec;
+use slicer::methods::{slicer_step, Fidelity, ObjectiveConfig};
 use slicer::model::Precision;
 use slicer::model::{Dropout, KeyQueue, ModelConfig, SlicerNet};
 use slicer::optim::{Optimizer, OptimizerConfig};
 use slicer::rng::stream;
-use slicer::train::{
-    dropout_streams, slicer_step, Fidelity, ObjectiveConfig, StepBatch, StepDropout,
-};
+use slicer::train::{dropout_streams, StepBatch, StepDropout};
 
 fn randn(shape: (usize, usize, usize, usize), seed: u64, dev: &Device) -> Tensor {
     let mut rng = stream(seed, "bench/input");

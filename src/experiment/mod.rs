@@ -195,8 +195,21 @@ impl Experiment {
             ));
         }
         let _span = tracing::info_span!("pretrain").entered();
-        let trained =
-            crate::train::pretrain(spec, &self.run.path, self.stats, self.resumed, progress)?;
+        let device = spec.device.open()?;
+        let comm = crate::distributed::from_env(&device)?;
+        let learner = {
+            let _precision = crate::model::autocast(spec.precision);
+            crate::methods::learner(&spec.method_setup(), &device)?
+        };
+        let trained = crate::train::pretrain_on(
+            spec.pretrain_setup(),
+            learner,
+            &self.run.path,
+            self.stats,
+            self.resumed,
+            progress,
+            (&device, comm.as_ref()),
+        )?;
         Ok(report::pretraining_summary(spec, &trained))
     }
 }

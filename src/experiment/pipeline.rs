@@ -235,7 +235,7 @@ pub fn encoders_to_evaluate(spec: &ExperimentSpec, run_dir: &Path) -> Result<Vec
                     if *builtin == BuiltinEncoder::RandomInit || !spec.method.pretrains() =>
                 {
                     (
-                        initial_encoder(spec, &device)
+                        initial_encoder(&spec.method_setup(), &device)
                             .map_err(Error::tensor("initialising the random_init encoder"))?,
                         None,
                         spec.frontend.clone(),

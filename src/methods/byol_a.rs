@@ -6,13 +6,13 @@ use candle_core::{Device, Result, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use super::heads::Mlp;
-use super::{init_stream, load_network, network_state, new_encoder, Learner, LearnerStep};
+use super::objective::EmaSchedule;
+use super::{init_stream, load_network, network_state, new_encoder, MethodSetup};
 use crate::checkpoint::{CheckpointTensors, NamedTensors};
 use crate::error::Error;
 use crate::loss::byol_loss;
 use crate::model::{copy_params, ema_update, pool_max_mean, Dropout, Encoder};
-use crate::spec::ExperimentSpec;
-use crate::train::{dropout_streams, EmaSchedule, StepBatch, StepLosses};
+use crate::train::{dropout_streams, Learner, LearnerStep, StepBatch, StepLosses};
 
 /// BYOL-A's hyperparameters (docs/method.md §11.3; `BYOLA:config.yaml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,15 +76,15 @@ pub struct ByolALearner {
 
 impl ByolALearner {
     /// Online networks from the seed; the target starts as a copy of the online branch.
-    pub fn new(spec: &ExperimentSpec, device: &Device) -> Result<Self> {
-        let cfg = spec.byol_a.clone();
-        let d = spec.model.d;
+    pub fn new(setup: &MethodSetup<'_>, device: &Device) -> Result<Self> {
+        let cfg = setup.byol_a.clone();
+        let d = setup.model.d;
         let build = |rng: &mut rand_chacha::ChaCha8Rng| -> Result<Branch> {
-            let encoder = new_encoder(spec, rng, device)?;
+            let encoder = new_encoder(setup, rng, device)?;
             let projector = Mlp::new(&[d, cfg.hidden_dim, cfg.projection_dim], true, rng, device)?;
             Ok(Branch { encoder, projector })
         };
-        let mut rng = init_stream(spec);
+        let mut rng = init_stream(setup);
         let online = build(&mut rng)?;
         let predictor = Mlp::new(
             &[cfg.projection_dim, cfg.hidden_dim, cfg.projection_dim],
@@ -96,7 +96,7 @@ impl ByolALearner {
         copy_params(&target.named_params(), &online.named_params())?;
         Ok(Self {
             decay: cfg.ema_decay,
-            schedule: spec.objective.ema_schedule,
+            schedule: setup.objective.ema_schedule,
             cfg,
             online,
             predictor,

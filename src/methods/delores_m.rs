@@ -6,15 +6,15 @@
 use candle_core::{Device, Result, Tensor, Var};
 
 use super::heads::Mlp;
-use super::{init_stream, load_network, network_state, new_encoder, Learner, LearnerStep};
+use super::objective::ObjectiveConfig;
+use super::{init_stream, load_network, network_state, new_encoder, MethodSetup};
 use crate::checkpoint::{CheckpointTensors, NamedTensors};
 use crate::error::Error;
 use crate::loss::{barlow_twins, info_nce, l2_normalize};
 use crate::methods::DeloresConfig;
 use crate::model::CHANNELS;
 use crate::model::{copy_params, ema_update, pool_max_mean, Dropout, Encoder, KeyQueue, Linear};
-use crate::spec::ExperimentSpec;
-use crate::train::{dropout_streams, ObjectiveConfig, StepBatch, StepLosses};
+use crate::train::{dropout_streams, Learner, LearnerStep, StepBatch, StepLosses};
 
 /// Encoder and instance projector (the part the teacher copies).
 struct Branch {
@@ -64,14 +64,14 @@ pub struct DeloresMLearner {
 impl DeloresMLearner {
     /// Networks from the seed (encoder, instance projector, block projectors), the teacher a
     /// copy of the student; EMA, queue and temperature from `objective`.
-    pub fn new(spec: &ExperimentSpec, device: &Device) -> Result<Self> {
-        let mut rng = init_stream(spec);
+    pub fn new(setup: &MethodSetup<'_>, device: &Device) -> Result<Self> {
+        let mut rng = init_stream(setup);
         let build = |rng: &mut rand_chacha::ChaCha8Rng| -> Result<Branch> {
             Ok(Branch {
-                encoder: new_encoder(spec, rng, device)?,
+                encoder: new_encoder(setup, rng, device)?,
                 instance_projector: Linear::new(
-                    spec.model.d,
-                    spec.model.instance_dim,
+                    setup.model.d,
+                    setup.model.instance_dim,
                     rng,
                     device,
                 )?,
@@ -80,22 +80,22 @@ impl DeloresMLearner {
         let student = build(&mut rng)?;
         let projectors = (1..=3)
             .map(|l| {
-                let inputs = CHANNELS * (spec.frontend.n_mels >> l);
-                spec.delores.projector(inputs, &mut rng, device)
+                let inputs = CHANNELS * (setup.n_mels >> l);
+                setup.delores.projector(inputs, &mut rng, device)
             })
             .collect::<Result<Vec<_>>>()?;
         let teacher = build(&mut crate::rng::stream(0, "model/duplicate"))?;
         copy_params(&teacher.named_params(), &student.named_params())?;
         let queue = KeyQueue::new(
-            spec.model.instance_dim,
-            spec.objective.queue_size,
-            &mut crate::rng::stream(spec.seed, "queue/init"),
+            setup.model.instance_dim,
+            setup.objective.queue_size,
+            &mut crate::rng::stream(setup.seed, "queue/init"),
             device,
         )?;
         Ok(Self {
-            momentum: spec.objective.ema_momentum,
-            objective: spec.objective.clone(),
-            delores: spec.delores.clone(),
+            momentum: setup.objective.ema_momentum,
+            objective: setup.objective.clone(),
+            delores: setup.delores.clone(),
             student,
             teacher,
             projectors,
@@ -216,5 +216,10 @@ impl Learner for DeloresMLearner {
         self.queue
             .load_state(saved.file("queue")?)
             .map_err(Error::tensor("restoring the queue"))
+    }
+
+    /// DeLoRes-M enqueues one key per clip and epoch.
+    fn corpus_warning(&self, clips_per_epoch: usize) -> Option<String> {
+        self.objective.queue_warning(1, clips_per_epoch)
     }
 }

@@ -5,13 +5,12 @@ use candle_core::{Device, Result, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use super::heads::Mlp;
-use super::{init_stream, load_network, network_state, new_encoder, Learner, LearnerStep};
+use super::{init_stream, load_network, network_state, new_encoder, MethodSetup};
 use crate::checkpoint::{CheckpointTensors, NamedTensors};
 use crate::error::Error;
 use crate::loss::barlow_twins;
 use crate::model::{pool_max_mean, Dropout, Encoder};
-use crate::spec::ExperimentSpec;
-use crate::train::{dropout_streams, StepBatch, StepLosses};
+use crate::train::{dropout_streams, Learner, LearnerStep, StepBatch, StepLosses};
 
 /// DeLoRes' Barlow-Twins settings, shared by DeLoRes-S and DeLoRes-M (docs/method.md §11.1, 11.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,12 +61,12 @@ pub struct DeloresSLearner {
 
 impl DeloresSLearner {
     /// Encoder then projector from the seed.
-    pub fn new(spec: &ExperimentSpec, device: &Device) -> Result<Self> {
-        let mut rng = init_stream(spec);
-        let encoder = new_encoder(spec, &mut rng, device)?;
-        let projector = spec.delores.projector(spec.model.d, &mut rng, device)?;
+    pub fn new(setup: &MethodSetup<'_>, device: &Device) -> Result<Self> {
+        let mut rng = init_stream(setup);
+        let encoder = new_encoder(setup, &mut rng, device)?;
+        let projector = setup.delores.projector(setup.model.d, &mut rng, device)?;
         Ok(Self {
-            cfg: spec.delores.clone(),
+            cfg: setup.delores.clone(),
             encoder,
             projector,
         })

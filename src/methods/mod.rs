@@ -14,24 +14,24 @@ mod byol_a;
 mod delores_m;
 mod delores_s;
 mod heads;
+mod objective;
 mod slicer;
 
 pub use byol_a::{ByolAConfig, ByolALearner};
 pub use delores_m::DeloresMLearner;
 pub use delores_s::{DeloresConfig, DeloresSLearner};
 pub use heads::{BatchNorm1d, Mlp};
-pub use slicer::SlicerLearner;
+pub use objective::{EmaSchedule, Fidelity, InstanceLoss, ObjectiveConfig};
+pub use slicer::{slicer_step, SlicerLearner, StepResult};
 
 use std::collections::HashMap;
 
-use candle_core::backprop::GradStore;
 use candle_core::{Device, Result, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{CheckpointTensors, NamedTensors};
-use crate::model::Encoder;
-use crate::spec::ExperimentSpec;
-use crate::train::{StepBatch, StepLosses};
+use crate::checkpoint::NamedTensors;
+use crate::model::{Encoder, ModelConfig};
+use crate::train::Learner;
 
 /// The pre-training objective.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -68,50 +68,34 @@ impl Method {
     }
 }
 
-/// What one step of a learner computed.
-pub struct LearnerStep {
-    /// Scalar losses (see [`crate::results::MetricRow`] for what each slot holds per method).
-    pub losses: StepLosses,
-    /// Gradients of the total loss.
-    pub grads: GradStore,
-    /// Entropy of the batch's mean cluster assignment, for methods with a cluster head.
-    pub cluster_usage_entropy: Option<f32>,
+/// What a method reads from an experiment spec ([`crate::spec::ExperimentSpec::method_setup`]):
+/// its own sections and the few shared values it needs, nothing else.
+#[derive(Debug, Clone, Copy)]
+pub struct MethodSetup<'a> {
+    /// Which method.
+    pub method: Method,
+    /// Master seed (initialisation, queue, dropout streams).
+    pub seed: u64,
+    /// Mel bands of the front end (the encoder's input height).
+    pub n_mels: usize,
+    /// Encoder and head sizes.
+    pub model: &'a ModelConfig,
+    /// SLICER's objective (also DeLoRes-M's queue and momentum, BYOL-A's EMA schedule).
+    pub objective: &'a ObjectiveConfig,
+    /// BYOL-A's heads and EMA.
+    pub byol_a: &'a ByolAConfig,
+    /// DeLoRes' projectors and Barlow-Twins weight.
+    pub delores: &'a DeloresConfig,
 }
 
-/// A pre-training method's networks and step. The trainer owns the optimiser, the loop, the
-/// data and the checkpoints; a learner owns everything else.
-pub trait Learner {
-    /// Trainable parameters in optimiser (and checkpoint) order.
-    fn params(&self) -> Vec<Var>;
-
-    /// Forwards, losses and backward on this rank's part of a batch of two views
-    /// (`[B, 1, n_mels, T]` each); keys for a queue are gathered over `batch.comm`.
-    /// `batch.seed` and `batch.draw` select the dropout streams (see
-    /// [`crate::train::rank_draw`]); `batch.progress` sets a scheduled EMA momentum.
-    fn step(&mut self, batch: &StepBatch<'_>) -> Result<LearnerStep>;
-
-    /// Runs after the optimiser update (the EMA of a teacher, at the momentum of the step).
-    fn after_update(&mut self) -> Result<()>;
-
-    /// The checkpoint files: `student` (with the encoder under `encoder.`), and `teacher`
-    /// and `queue` where the method has them.
-    fn checkpoint(&self) -> Result<Vec<(&'static str, NamedTensors)>>;
-
-    /// The encoders whose BatchNorm running statistics the learner updates (student first).
-    fn encoders(&self) -> Vec<&Encoder>;
-
-    /// Restores the state [`Learner::checkpoint`] wrote.
-    fn restore(&mut self, saved: &CheckpointTensors) -> crate::Result<()>;
-}
-
-/// The learner of `spec.method`, initialised from the spec's seed.
-pub fn learner(spec: &ExperimentSpec, device: &Device) -> crate::Result<Box<dyn Learner>> {
+/// The learner of `setup.method`, initialised from its seed.
+pub fn learner(setup: &MethodSetup<'_>, device: &Device) -> crate::Result<Box<dyn Learner>> {
     let tensor = || crate::error::Error::tensor("initialising the learner");
-    Ok(match spec.method {
-        Method::Slicer => Box::new(SlicerLearner::new(spec, device).map_err(tensor())?),
-        Method::ByolA => Box::new(ByolALearner::new(spec, device).map_err(tensor())?),
-        Method::DeloresS => Box::new(DeloresSLearner::new(spec, device).map_err(tensor())?),
-        Method::DeloresM => Box::new(DeloresMLearner::new(spec, device).map_err(tensor())?),
+    Ok(match setup.method {
+        Method::Slicer => Box::new(SlicerLearner::new(setup, device).map_err(tensor())?),
+        Method::ByolA => Box::new(ByolALearner::new(setup, device).map_err(tensor())?),
+        Method::DeloresS => Box::new(DeloresSLearner::new(setup, device).map_err(tensor())?),
+        Method::DeloresM => Box::new(DeloresMLearner::new(setup, device).map_err(tensor())?),
         Method::RandomInit => {
             return Err(crate::Error::Invalid(
                 "method random_init has nothing to pre-train; run its evaluation stages only"
@@ -122,26 +106,26 @@ pub fn learner(spec: &ExperimentSpec, device: &Device) -> crate::Result<Box<dyn 
 }
 
 /// The seeded stream every method draws its encoder (then its heads) from.
-fn init_stream(spec: &ExperimentSpec) -> rand_chacha::ChaCha8Rng {
-    crate::rng::stream(spec.seed, "model/init")
+fn init_stream(setup: &MethodSetup<'_>) -> rand_chacha::ChaCha8Rng {
+    crate::rng::stream(setup.seed, "model/init")
 }
 
 /// The encoder every method starts from: drawn first from the spec's seeded init stream.
 /// Evaluated as is, it is the `random_init` row of the results table.
-pub fn initial_encoder(spec: &ExperimentSpec, device: &Device) -> Result<Encoder> {
-    new_encoder(spec, &mut init_stream(spec), device)
+pub fn initial_encoder(setup: &MethodSetup<'_>, device: &Device) -> Result<Encoder> {
+    new_encoder(setup, &mut init_stream(setup), device)
 }
 
 /// The spec's encoder, drawn first from `rng`.
 fn new_encoder(
-    spec: &ExperimentSpec,
+    setup: &MethodSetup<'_>,
     rng: &mut impl rand::Rng,
     device: &Device,
 ) -> Result<Encoder> {
     Encoder::new(
-        spec.frontend.n_mels,
-        spec.model.d,
-        spec.model.dropout,
+        setup.n_mels,
+        setup.model.d,
+        setup.model.dropout,
         rng,
         device,
     )
@@ -166,4 +150,47 @@ fn load_network(
 ) -> Result<()> {
     encoder.load_state("encoder.", state)?;
     crate::model::load_params(heads, state)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::{learner, Method};
+    use crate::spec::{ExperimentSpec, LoadedSpec};
+
+    fn spec() -> ExperimentSpec {
+        let text = "data:\n  pretrain: {type: synthetic, clips: 600}\nobjective: {queue_size: 4096}\nmodel: {d: 32, instance_dim: 16, n_clusters: 8}\n";
+        LoadedSpec::from_text(std::path::Path::new("test.yaml"), text.to_owned(), &[])
+            .unwrap()
+            .spec
+    }
+
+    /// A key queue longer than one epoch's keys is warned about unless masked (SLICER
+    /// enqueues two keys per clip); BYOL-A has no queue.
+    #[test]
+    fn a_queue_longer_than_an_epoch_is_warned_about_unless_masked() {
+        let mut spec = spec();
+        let warning = |spec: &ExperimentSpec, clips| {
+            learner(&spec.method_setup(), &Device::Cpu)
+                .unwrap()
+                .corpus_warning(clips)
+        };
+        let text = warning(&spec, 576).expect("4096 keys > 1152 per epoch");
+        assert!(text.contains("mask_same_clip: true") && text.contains("at most 1152"));
+        assert!(
+            warning(&spec, 2048).is_none(),
+            "4096 keys = one epoch of 2048 clips"
+        );
+        spec.objective.mask_same_clip = true;
+        assert!(warning(&spec, 576).is_none());
+        spec.objective.mask_same_clip = false;
+        spec.method = Method::DeloresM;
+        assert!(
+            warning(&spec, 576).is_some_and(|t| t.contains("at most 576")),
+            "one key per clip"
+        );
+        spec.method = Method::ByolA;
+        assert!(warning(&spec, 576).is_none(), "no queue");
+    }
 }

@@ -25,10 +25,11 @@ use crate::data::DataConfig;
 use crate::device::DeviceSpec;
 use crate::eval::{EvalConfig, ProbeConfig};
 use crate::features::{FrontendConfig, NormalizationConfig};
+use crate::methods::ObjectiveConfig;
 use crate::methods::{ByolAConfig, DeloresConfig, Method};
 use crate::model::{ModelConfig, Precision};
 use crate::optim::{LrSchedule, OptimizerConfig};
-use crate::train::{ObjectiveConfig, TrainConfig};
+use crate::train::TrainConfig;
 
 /// The master seed used when a spec does not set one.
 pub const DEFAULT_SEED: u64 = 20_261_124;
@@ -238,6 +239,35 @@ impl LoadedSpec {
 }
 
 impl ExperimentSpec {
+    /// What pre-training reads from this spec.
+    pub fn pretrain_setup(&self) -> crate::train::PretrainSetup<'_> {
+        crate::train::PretrainSetup {
+            spec_hash: self.hash(),
+            seed: self.seed,
+            method: self.method.name(),
+            data: &self.data,
+            frontend: &self.frontend,
+            augment: &self.augment,
+            optimizer: &self.optimizer,
+            schedule: &self.schedule,
+            train: &self.train,
+            precision: self.precision,
+        }
+    }
+
+    /// What the pre-training method reads from this spec.
+    pub fn method_setup(&self) -> crate::methods::MethodSetup<'_> {
+        crate::methods::MethodSetup {
+            method: self.method,
+            seed: self.seed,
+            n_mels: self.frontend.n_mels,
+            model: &self.model,
+            objective: &self.objective,
+            byol_a: &self.byol_a,
+            delores: &self.delores,
+        }
+    }
+
     /// Every bad value in the spec (empty when it is valid).
     pub fn problems(&self) -> Vec<Problem> {
         let mut problems = Vec::new();

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
 
-use super::step::rank_draw;
+use super::learner::rank_draw;
 use crate::audio::{fixed_window, WindowMode};
 use crate::augment::{AugmentConfig, Kmix, TwoViews};
 use crate::features::{LogMelFrontend, NormStats};
@@ -35,6 +35,7 @@ pub struct Batch {
 }
 
 /// Everything the producer needs.
+#[derive(Clone)]
 pub struct BatchPlan {
     /// Decoded clips at the model rate.
     pub corpus: Arc<Vec<Vec<f32>>>,

@@ -2,7 +2,38 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::augment::AugmentConfig;
+use crate::data::DataConfig;
+use crate::features::FrontendConfig;
+use crate::model::Precision;
+use crate::optim::{LrSchedule, OptimizerConfig};
 use crate::problems::Problem;
+
+/// What pre-training reads from an experiment spec
+/// ([`crate::spec::ExperimentSpec::pretrain_setup`]).
+#[derive(Debug, Clone)]
+pub struct PretrainSetup<'a> {
+    /// The spec's hash (full hex): checkpoints record it and resume checks it.
+    pub spec_hash: String,
+    /// Master seed (corpus, batches, augmentations, dropout).
+    pub seed: u64,
+    /// The method's name (progress and logs).
+    pub method: &'static str,
+    /// Corpus and crop length.
+    pub data: &'a DataConfig,
+    /// Log-mel front end.
+    pub frontend: &'a FrontendConfig,
+    /// Augmentations.
+    pub augment: &'a AugmentConfig,
+    /// Optimiser.
+    pub optimizer: &'a OptimizerConfig,
+    /// Learning-rate schedule.
+    pub schedule: &'a LrSchedule,
+    /// Loop settings.
+    pub train: &'a TrainConfig,
+    /// Compute precision of the step's products.
+    pub precision: Precision,
+}
 
 /// How long and how to pre-train.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,16 +2,15 @@
 
 mod batches;
 mod config;
-mod step;
+mod learner;
 mod throughput;
 mod trainer;
 
 pub use batches::{fit_centroids, Batch, BatchPlan, Batches};
-pub use config::TrainConfig;
+pub use config::{PretrainSetup, TrainConfig};
 pub use throughput::{throughput, Throughput};
-pub use trainer::{pretrain, pretrain_on, Pretrained};
+pub use trainer::{pretrain_on, Pretrained, Trainer};
 
-pub use step::{
-    dropout_streams, rank_draw, slicer_step, EmaSchedule, Fidelity, InstanceLoss, ObjectiveConfig,
-    StepBatch, StepDropout, StepLosses, StepResult,
+pub use learner::{
+    dropout_streams, rank_draw, Learner, LearnerStep, StepBatch, StepDropout, StepLosses,
 };

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use slicer::distributed::LocalGroup;
 use slicer::features::NormStats;
+use slicer::methods::learner;
 use slicer::progress::Silent;
 use slicer::spec::{ExperimentSpec, LoadedSpec};
 use slicer::train::{pretrain_on, Pretrained};
@@ -39,7 +40,9 @@ fn pretrain_on_ranks(spec: &ExperimentSpec, norm: NormStats, dirs: &[PathBuf]) -
             .zip(dirs)
             .map(|(comm, dir)| {
                 scope.spawn(move || {
-                    pretrain_on(spec, dir, norm, false, &Silent, &Device::Cpu, &comm).unwrap()
+                    let learner = learner(&spec.method_setup(), &Device::Cpu).unwrap();
+                    let (setup, device) = (spec.pretrain_setup(), &Device::Cpu);
+                    pretrain_on(setup, learner, dir, norm, false, &Silent, (device, &comm)).unwrap()
                 })
             })
             .collect();

@@ -4,9 +4,10 @@
 
 use candle_core::{DType, Device, Tensor};
 use slicer::checkpoint::CheckpointTensors;
-use slicer::methods::{learner, Learner, Method};
+use slicer::methods::{learner, Method};
 use slicer::optim::Optimizer;
 use slicer::spec::LoadedSpec;
+use slicer::train::Learner;
 
 const METHODS: [&str; 4] = ["slicer", "byol_a", "delores_s", "delores_m"];
 
@@ -77,7 +78,7 @@ fn encoder_weight(l: &dyn Learner) -> Vec<f32> {
 fn every_method_steps_and_its_losses_add_up() {
     for method in METHODS {
         let spec = spec(method);
-        let mut l = learner(&spec, &Device::Cpu).unwrap();
+        let mut l = learner(&spec.method_setup(), &Device::Cpu).unwrap();
         let mut opt = Optimizer::new(spec.optimizer.clone(), l.params().len());
         let before = encoder_weight(l.as_ref());
         let losses = train_step(l.as_mut(), &mut opt, 0);
@@ -103,7 +104,7 @@ fn every_method_resumes_exactly_from_its_checkpoint() {
     for method in METHODS {
         let spec = spec(method);
         let device = Device::Cpu;
-        let mut a = learner(&spec, &device).unwrap();
+        let mut a = learner(&spec.method_setup(), &device).unwrap();
         let mut opt_a = Optimizer::new(spec.optimizer.clone(), a.params().len());
         train_step(a.as_mut(), &mut opt_a, 0);
         // Save after one step, as the trainer does, into a fresh learner and optimiser.
@@ -114,7 +115,7 @@ fn every_method_resumes_exactly_from_its_checkpoint() {
                 .insert(name.to_owned(), tensors.into_iter().collect());
         }
         let optimizer_state = opt_a.state().into_iter().collect();
-        let mut b = learner(&spec, &device).unwrap();
+        let mut b = learner(&spec.method_setup(), &device).unwrap();
         b.restore(&saved).unwrap();
         let mut opt_b = Optimizer::new(spec.optimizer.clone(), b.params().len());
         opt_b.load_state(1, &optimizer_state).unwrap();
@@ -131,10 +132,12 @@ fn every_method_resumes_exactly_from_its_checkpoint() {
 
 #[test]
 fn random_init_has_nothing_to_train_and_a_teacher_is_not_invented() {
-    let err = learner(&spec("random_init"), &Device::Cpu).err().unwrap();
+    let err = learner(&spec("random_init").method_setup(), &Device::Cpu)
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("nothing to pre-train"), "{err}");
     assert!(!Method::RandomInit.pretrains());
-    let l = learner(&spec("delores_s"), &Device::Cpu).unwrap();
+    let l = learner(&spec("delores_s").method_setup(), &Device::Cpu).unwrap();
     let files: Vec<&str> = l.checkpoint().unwrap().iter().map(|(n, _)| *n).collect();
     assert_eq!(files, ["student"]);
 }

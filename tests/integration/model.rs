@@ -9,9 +9,10 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor, Var};
 use slicer::loss::nt_xent;
+use slicer::methods::{slicer_step, Fidelity, ObjectiveConfig};
 use slicer::model::{Dropout, KeyQueue, ModelConfig, SlicerNet, SlicerOutput};
 use slicer::optim::{Optimizer, OptimizerConfig};
-use slicer::train::{slicer_step, Fidelity, ObjectiveConfig, StepBatch, StepDropout};
+use slicer::train::{StepBatch, StepDropout};
 
 fn fixture(name: &str) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(common::fixtures_dir().join(name), &Device::Cpu).unwrap()
@@ -99,7 +100,7 @@ fn fixture_step(
     student: &SlicerNet,
     teacher: &SlicerNet,
     queue: &mut KeyQueue,
-) -> slicer::train::StepResult {
+) -> slicer::methods::StepResult {
     let dropout = StepDropout {
         student_v1: Dropout::Mask(&f["mask.student_v1"]),
         student_v2: Dropout::Mask(&f["mask.student_v2"]),
@@ -389,7 +390,7 @@ fn nt_xent_objective_replaces_the_instance_terms() {
     let f = fixture("slicer_step.safetensors");
     let (student, teacher, mut queue) = fixture_nets(&f);
     let objective = ObjectiveConfig {
-        instance_loss: slicer::train::InstanceLoss::NtXent,
+        instance_loss: slicer::methods::InstanceLoss::NtXent,
         temperature: 0.5,
         queue_size: 24,
         ..ObjectiveConfig::default()

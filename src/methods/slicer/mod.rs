@@ -1,17 +1,19 @@
-//! SLICER as a [`Learner`]: the step of [`crate::train::slicer_step`] with its student,
+//! SLICER as a [`Learner`]: its step ([`slicer_step`], in `step.rs`) with its student,
 //! teacher and queue.
+
+mod step;
+
+pub use step::{slicer_step, StepResult};
 
 use candle_core::{Device, Result, Var};
 
-use super::{init_stream, Learner, LearnerStep};
+use super::objective::{Fidelity, ObjectiveConfig};
+use super::{init_stream, MethodSetup};
 use crate::checkpoint::{CheckpointTensors, NamedTensors};
 use crate::error::Error;
 use crate::loss::cluster_usage_entropy;
 use crate::model::{Encoder, KeyQueue, SlicerNet};
-use crate::spec::ExperimentSpec;
-use crate::train::{
-    dropout_streams, slicer_step, Fidelity, ObjectiveConfig, StepBatch, StepDropout,
-};
+use crate::train::{dropout_streams, Learner, LearnerStep, StepBatch, StepDropout};
 
 /// SLICER's student, EMA teacher and key queue.
 pub struct SlicerLearner {
@@ -25,19 +27,19 @@ pub struct SlicerLearner {
 
 impl SlicerLearner {
     /// Student from the seed, teacher a copy of it, queue from its own stream.
-    pub fn new(spec: &ExperimentSpec, device: &Device) -> Result<Self> {
-        let n_mels = spec.frontend.n_mels;
-        let student = SlicerNet::new(&spec.model, n_mels, &mut init_stream(spec), device)?;
-        let teacher = student.duplicate(&spec.model, n_mels, device)?;
+    pub fn new(setup: &MethodSetup<'_>, device: &Device) -> Result<Self> {
+        let n_mels = setup.n_mels;
+        let student = SlicerNet::new(setup.model, n_mels, &mut init_stream(setup), device)?;
+        let teacher = student.duplicate(setup.model, n_mels, device)?;
         let queue = KeyQueue::new(
-            spec.model.instance_dim,
-            spec.objective.queue_size,
-            &mut crate::rng::stream(spec.seed, "queue/init"),
+            setup.model.instance_dim,
+            setup.objective.queue_size,
+            &mut crate::rng::stream(setup.seed, "queue/init"),
             device,
         )?;
         Ok(Self {
-            momentum: spec.objective.ema_momentum,
-            cfg: spec.objective.clone(),
+            momentum: setup.objective.ema_momentum,
+            cfg: setup.objective.clone(),
             student,
             teacher,
             queue,
@@ -105,5 +107,10 @@ impl Learner for SlicerLearner {
         self.queue
             .load_state(saved.file("queue")?)
             .map_err(Error::tensor("restoring the queue"))
+    }
+
+    /// SLICER enqueues both views' keys: two per clip and epoch.
+    fn corpus_warning(&self, clips_per_epoch: usize) -> Option<String> {
+        self.cfg.queue_warning(2, clips_per_epoch)
     }
 }
