@@ -23,6 +23,7 @@ mod evaluate;
 pub mod launch;
 pub mod pipeline;
 mod report;
+mod run_log;
 pub mod suite;
 mod suite_run;
 
@@ -37,6 +38,7 @@ use crate::run::{latest_scores, RunDir};
 use crate::spec::{ExperimentSpec, LoadedSpec};
 
 pub use report::Report;
+pub use run_log::RunLog;
 pub use suite_run::{run_suite, SuiteOptions};
 
 /// A stage of an experiment. Each runs what it needs before it.
@@ -103,6 +105,7 @@ impl Experiment {
         loaded.check_paths()?;
         let tasks = tasks(loaded)?;
         let run = RunDir::create(loaded)?;
+        run_log::log_to(&run.file("run.log"))?;
         tracing::info!("run {} in {}", run.id, run.path.display());
         let stats = pipeline::normalization_stats(&loaded.spec, progress)?;
         run.write_json("norm_stats.json", &stats)?;
@@ -115,6 +118,7 @@ impl Experiment {
         loaded.check_paths()?;
         let tasks = tasks(loaded)?;
         let run = RunDir::open(dir)?;
+        run_log::log_to(&run.file("run.log"))?;
         tracing::info!("run {} in {} (resumed)", run.id, run.path.display());
         let stats = run.read_json("norm_stats.json")?;
         Ok(Self::opened(loaded, run, stats, tasks, true))

@@ -128,6 +128,14 @@ fn smoke_run_pretrains_evaluates_and_summarises_and_stages_rerun_from_cache() {
     for file in ["lape_table.md", "lape_table.parquet"] {
         assert!(dir.path().join(file).is_file(), "{file} missing");
     }
+    // The run's log holds what the terminal showed from the run folder on, without colours.
+    let log = std::fs::read_to_string(run.join("run.log")).unwrap();
+    assert!(
+        log.contains("normalisation: mean")
+            && log.contains("checkpoint")
+            && !log.contains('\u{1b}'),
+        "{log}"
+    );
     let first = test_accuracies(run);
     // 2 tasks x (3 encoders) x 2 probe seeds x (linear + linear_lape).
     assert_eq!(first.len(), 2 * 3 * 2 * 2);
