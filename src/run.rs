@@ -204,6 +204,19 @@ pub fn run_folders_with(results_root: &Path, file: &str) -> Result<Vec<PathBuf>>
     Ok(dirs)
 }
 
+/// The newest run folder under `<results_root>/runs` made by the spec named `spec_name` (as
+/// its `run.json` records it: a suite member `study-slicer` is not `slicer`) that holds
+/// `file`; `None` when there is none.
+pub fn newest_run(results_root: &Path, spec_name: &str, file: &str) -> Result<Option<RunDir>> {
+    for path in run_folders_with(results_root, file)?.into_iter().rev() {
+        let run = RunDir::open(&path)?;
+        if run.provenance()?.spec_name == spec_name {
+            return Ok(Some(run));
+        }
+    }
+    Ok(None)
+}
+
 /// Every score of the newest scored run of each spec (name and hash) under `results_root/runs`.
 pub fn latest_scores(results_root: &Path) -> Result<Vec<ScoreRow>> {
     let dirs = run_folders_with(results_root, "scores.parquet")?;

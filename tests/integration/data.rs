@@ -270,4 +270,14 @@ fn run_folder_records_spec_and_provenance() {
         loaded.spec.hash(),
         "spec.yaml reproduces the run"
     );
+    // The newest run of the spec named `smoke` holding run.json is the second; no other name.
+    let root = out.path();
+    let newest = slicer::run::newest_run(root, "smoke", "run.json").unwrap();
+    assert_eq!(newest.map(|r| r.path), Some(again.path.clone()));
+    assert!(slicer::run::newest_run(root, "smok", "run.json")
+        .unwrap()
+        .is_none());
+    assert!(slicer::run::newest_run(root, "smoke", "scores.parquet")
+        .unwrap()
+        .is_none());
 }
