@@ -7,11 +7,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// One pre-training step in `metrics.parquet`. The loss slots are SLICER's; the baselines
-/// fill them as follows (unused slots are 0, and `cluster_usage_entropy` is NaN without a
-/// cluster head): BYOL-A puts its two directions in `loss_instance_a`/`_b`; DeLoRes-S its
-/// Barlow-Twins loss in `loss_instance_a`; DeLoRes-M its InfoNCE in `loss_instance_a` and the
-/// sum of its per-block Barlow-Twins losses in `loss_cluster`.
+/// One pre-training step in `metrics.parquet`: the fixed columns below, and one column per
+/// loss term under the name its method gives it (`losses`; SLICER: `loss_instance_a`,
+/// `loss_instance_b`, `loss_cluster`, `entropy_term`; BYOL-A: `loss_direction_a`,
+/// `loss_direction_b`; DeLoRes-S: `loss_barlow_twins`; DeLoRes-M: `loss_info_nce`,
+/// `loss_barlow_twins`). Runs written before the terms were named hold SLICER's four
+/// columns whatever their method. `cluster_usage_entropy` is NaN without a cluster head.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricRow {
     /// Optimiser step (1-based: the step just taken).
@@ -22,14 +23,8 @@ pub struct MetricRow {
     pub lr: f64,
     /// Total loss minimised.
     pub loss_total: f32,
-    /// Instance loss, direction A.
-    pub loss_instance_a: f32,
-    /// Instance loss, direction B.
-    pub loss_instance_b: f32,
-    /// Cluster loss.
-    pub loss_cluster: f32,
-    /// Entropy term (added with `objective.entropy_weight`).
-    pub entropy_term: f32,
+    /// The method's loss terms, named (their columns), in the method's order.
+    pub losses: Vec<(String, f32)>,
     /// Entropy of the batch's mean cluster assignment (log M = uniform use).
     pub cluster_usage_entropy: f32,
     /// Clips per second over this step (wall clock: not reproducible).
@@ -155,56 +150,92 @@ impl<'a> Table<'a> {
     }
 }
 
-/// Writes `rows` to `path` atomically.
-pub fn write_metrics(path: &Path, rows: &[MetricRow]) -> Result<()> {
-    write_table(
-        path,
-        vec![
-            column(rows, "step", |r| r.step),
-            column(rows, "epoch", |r| r.epoch),
-            column(rows, "lr", |r| r.lr),
-            column(rows, "loss_total", |r| r.loss_total),
-            column(rows, "loss_instance_a", |r| r.loss_instance_a),
-            column(rows, "loss_instance_b", |r| r.loss_instance_b),
-            column(rows, "loss_cluster", |r| r.loss_cluster),
-            column(rows, "entropy_term", |r| r.entropy_term),
-            column(rows, "cluster_usage_entropy", |r| r.cluster_usage_entropy),
-            column(rows, "clips_per_s", |r| r.clips_per_s),
-            column(rows, "data_wait_s", |r| r.data_wait_s),
-        ],
-    )
+impl MetricRow {
+    /// The loss term called `name` (a column of `metrics.parquet`), if the method has it.
+    pub fn loss(&self, name: &str) -> Option<f32> {
+        self.losses.iter().find(|(n, _)| n == name).map(|&(_, v)| v)
+    }
 }
 
-/// Reads rows written by [`write_metrics`].
+/// The fixed columns of `metrics.parquet`, in order: the loss terms go after `loss_total`.
+const METRIC_COLUMNS: [&str; 7] = [
+    "step",
+    "epoch",
+    "lr",
+    "loss_total",
+    "cluster_usage_entropy",
+    "clips_per_s",
+    "data_wait_s",
+];
+
+/// Writes `rows` (all with the same loss terms) to `path` atomically.
+pub fn write_metrics(path: &Path, rows: &[MetricRow]) -> Result<()> {
+    let names: Vec<&str> = rows.first().map_or(Vec::new(), |r| {
+        r.losses.iter().map(|(n, _)| n.as_str()).collect()
+    });
+    if let Some(bad) = rows.iter().find(|r| {
+        r.losses.len() != names.len() || r.losses.iter().zip(&names).any(|((n, _), m)| n != m)
+    }) {
+        return Err(Error::Invalid(format!(
+            "{}: step {} has the loss terms {:?}, the first step {names:?}",
+            path.display(),
+            bad.step,
+            bad.losses.iter().map(|(n, _)| n).collect::<Vec<_>>()
+        )));
+    }
+    let [step, epoch, lr, total, usage, speed, wait] = METRIC_COLUMNS;
+    let mut columns = vec![
+        column(rows, step, |r| r.step),
+        column(rows, epoch, |r| r.epoch),
+        column(rows, lr, |r| r.lr),
+        column(rows, total, |r| r.loss_total),
+    ];
+    for (k, name) in names.iter().enumerate() {
+        columns.push(column(rows, name, |r| r.losses[k].1));
+    }
+    columns.extend([
+        column(rows, usage, |r| r.cluster_usage_entropy),
+        column(rows, speed, |r| r.clips_per_s),
+        column(rows, wait, |r| r.data_wait_s),
+    ]);
+    write_table(path, columns)
+}
+
+/// Reads rows written by [`write_metrics`]: every column besides the fixed ones is a loss
+/// term, in file order.
 pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>> {
     let t = Table::read(path)?;
-    let (step, epoch, lr) = (t.u64s("step")?, t.u64s("epoch")?, t.f64s("lr")?);
-    let (total, a, b, cluster, entropy, usage) = (
-        t.f32s("loss_total")?,
-        t.f32s("loss_instance_a")?,
-        t.f32s("loss_instance_b")?,
-        t.f32s("loss_cluster")?,
-        t.f32s("entropy_term")?,
-        t.f32s("cluster_usage_entropy")?,
-    );
-    let speed = t.f64s("clips_per_s")?;
-    let wait = match t.df.column("data_wait_s") {
-        Ok(_) => t.f64s("data_wait_s")?,
+    let [step, epoch, lr, total, usage, speed, wait] = METRIC_COLUMNS;
+    let (steps, epochs, lrs) = (t.u64s(step)?, t.u64s(epoch)?, t.f64s(lr)?);
+    let (totals, usages, speeds) = (t.f32s(total)?, t.f32s(usage)?, t.f64s(speed)?);
+    let waits = match t.df.column(wait) {
+        Ok(_) => t.f64s(wait)?,
         Err(_) => vec![f64::NAN; t.height()],
     };
+    let names: Vec<String> =
+        t.df.get_column_names()
+            .into_iter()
+            .map(|n| n.to_string())
+            .filter(|n| !METRIC_COLUMNS.contains(&n.as_str()))
+            .collect();
+    let terms = names
+        .iter()
+        .map(|n| t.f32s(n))
+        .collect::<Result<Vec<_>>>()?;
     Ok((0..t.height())
         .map(|i| MetricRow {
-            step: step[i],
-            epoch: epoch[i],
-            lr: lr[i],
-            loss_total: total[i],
-            loss_instance_a: a[i],
-            loss_instance_b: b[i],
-            loss_cluster: cluster[i],
-            entropy_term: entropy[i],
-            cluster_usage_entropy: usage[i],
-            clips_per_s: speed[i],
-            data_wait_s: wait[i],
+            step: steps[i],
+            epoch: epochs[i],
+            lr: lrs[i],
+            loss_total: totals[i],
+            losses: names
+                .iter()
+                .zip(&terms)
+                .map(|(n, values)| (n.clone(), values[i]))
+                .collect(),
+            cluster_usage_entropy: usages[i],
+            clips_per_s: speeds[i],
+            data_wait_s: waits[i],
         })
         .collect())
 }
@@ -290,25 +321,45 @@ pub fn read_embeddings(path: &Path) -> Result<Vec<EmbeddingRow>> {
     Ok(rows)
 }
 
-/// Writes `rows` to `path` (`scores.parquet`) atomically.
+/// The columns of `scores.parquet`, in order (the fields of [`ScoreRow`]).
+const SCORE_COLUMNS: [&str; 14] = [
+    "run",
+    "spec",
+    "spec_hash",
+    "encoder",
+    "task",
+    "protocol",
+    "seed",
+    "metric",
+    "value",
+    "n_train",
+    "n_valid",
+    "n_test",
+    "best_epoch",
+    "wall_s",
+];
+
+/// Writes `rows` to `path` atomically.
 pub fn write_scores(path: &Path, rows: &[ScoreRow]) -> Result<()> {
+    let [run, spec, hash, encoder, task, protocol, seed, metric, value, n_train, n_valid, n_test, epoch, wall] =
+        SCORE_COLUMNS;
     write_table(
         path,
         vec![
-            column(rows, "run", |r| r.run.clone()),
-            column(rows, "spec", |r| r.spec.clone()),
-            column(rows, "spec_hash", |r| r.spec_hash.clone()),
-            column(rows, "encoder", |r| r.encoder.clone()),
-            column(rows, "task", |r| r.task.clone()),
-            column(rows, "protocol", |r| r.protocol.clone()),
-            column(rows, "seed", |r| r.seed),
-            column(rows, "metric", |r| r.metric.clone()),
-            column(rows, "value", |r| r.value),
-            column(rows, "n_train", |r| r.n_train),
-            column(rows, "n_valid", |r| r.n_valid),
-            column(rows, "n_test", |r| r.n_test),
-            column(rows, "best_epoch", |r| r.best_epoch),
-            column(rows, "wall_s", |r| r.wall_s),
+            column(rows, run, |r| r.run.clone()),
+            column(rows, spec, |r| r.spec.clone()),
+            column(rows, hash, |r| r.spec_hash.clone()),
+            column(rows, encoder, |r| r.encoder.clone()),
+            column(rows, task, |r| r.task.clone()),
+            column(rows, protocol, |r| r.protocol.clone()),
+            column(rows, seed, |r| r.seed),
+            column(rows, metric, |r| r.metric.clone()),
+            column(rows, value, |r| r.value),
+            column(rows, n_train, |r| r.n_train),
+            column(rows, n_valid, |r| r.n_valid),
+            column(rows, n_test, |r| r.n_test),
+            column(rows, epoch, |r| r.best_epoch),
+            column(rows, wall, |r| r.wall_s),
         ],
     )
 }
@@ -316,23 +367,25 @@ pub fn write_scores(path: &Path, rows: &[ScoreRow]) -> Result<()> {
 /// Reads rows written by [`write_scores`].
 pub fn read_scores(path: &Path) -> Result<Vec<ScoreRow>> {
     let t = Table::read(path)?;
+    let [run, spec, hash, encoder, task, protocol, seed, metric, value, n_train, n_valid, n_test, epoch, wall] =
+        SCORE_COLUMNS;
     let (run, spec, hash, encoder, task, protocol, metric) = (
-        t.strings("run")?,
-        t.strings("spec")?,
-        t.strings("spec_hash")?,
-        t.strings("encoder")?,
-        t.strings("task")?,
-        t.strings("protocol")?,
-        t.strings("metric")?,
+        t.strings(run)?,
+        t.strings(spec)?,
+        t.strings(hash)?,
+        t.strings(encoder)?,
+        t.strings(task)?,
+        t.strings(protocol)?,
+        t.strings(metric)?,
     );
     let (seed, n_train, n_valid, n_test, epoch) = (
-        t.u64s("seed")?,
-        t.u64s("n_train")?,
-        t.u64s("n_valid")?,
-        t.u64s("n_test")?,
-        t.u64s("best_epoch")?,
+        t.u64s(seed)?,
+        t.u64s(n_train)?,
+        t.u64s(n_valid)?,
+        t.u64s(n_test)?,
+        t.u64s(epoch)?,
     );
-    let (value, wall) = (t.f64s("value")?, t.f64s("wall_s")?);
+    let (value, wall) = (t.f64s(value)?, t.f64s(wall)?);
     Ok((0..t.height())
         .map(|i| ScoreRow {
             run: run[i].clone(),
@@ -365,10 +418,12 @@ mod tests {
                 epoch: 0,
                 lr: 3e-4,
                 loss_total: s as f32,
-                loss_instance_a: 0.5,
-                loss_instance_b: 0.25,
-                loss_cluster: 1.0,
-                entropy_term: 0.1,
+                losses: vec![
+                    ("loss_instance_a".into(), 0.5),
+                    ("loss_instance_b".into(), 0.25),
+                    ("loss_cluster".into(), 1.0),
+                    ("entropy_term".into(), 0.1),
+                ],
                 cluster_usage_entropy: 1.3,
                 clips_per_s: 12.5,
                 data_wait_s: 0.01,

@@ -80,21 +80,28 @@ pub(super) fn pretraining_summary(spec: &ExperimentSpec, trained: &Pretrained) -
 /// SLICER, the InfoNCE of one direction (which rises while the queue fills with real keys)
 /// and the cluster loss, each against its chance level.
 fn loss_summary(spec: &ExperimentSpec, first: &MetricRow, last: &MetricRow) -> String {
-    if spec.method != Method::Slicer {
+    let slicer_terms = (
+        first.loss("loss_instance_a"),
+        last.loss("loss_instance_a"),
+        first.loss("loss_cluster"),
+        last.loss("loss_cluster"),
+    );
+    let (Method::Slicer, (Some(a0), Some(a1), Some(c0), Some(c1))) = (spec.method, slicer_terms)
+    else {
         return format!("loss {:.4} -> {:.4}", first.loss_total, last.loss_total);
-    }
+    };
     let queue = spec.objective.queue_size;
     let keys_per_step = 2 * spec.train.batch_size;
     let clusters = spec.model.n_clusters as f64;
     format!(
         "InfoNCE per direction {:.3} -> {:.3} (chance ln {} = {:.2}; it rises while the queue's random initial keys, easy negatives, are replaced by real ones, all real from step {}), cluster loss {:.3} -> {:.3} (chance ln {} = {:.2})",
-        first.loss_instance_a,
-        last.loss_instance_a,
+        a0,
+        a1,
         queue + 1,
         ((queue + 1) as f64).ln(),
         queue.div_ceil(keys_per_step),
-        first.loss_cluster,
-        last.loss_cluster,
+        c0,
+        c1,
         2.0 * clusters - 1.0,
         (2.0 * clusters - 1.0).ln(),
     )

@@ -12,7 +12,7 @@ use crate::checkpoint::{CheckpointTensors, NamedTensors};
 use crate::error::Error;
 use crate::loss::byol_loss;
 use crate::model::{copy_params, ema_update, pool_max_mean, Dropout, Encoder};
-use crate::train::{dropout_streams, Learner, LearnerStep, StepBatch, StepLosses};
+use crate::train::{dropout_streams, Learner, LearnerStep, NamedLosses, StepBatch};
 
 /// BYOL-A's hyperparameters (docs/method.md §11.3; `BYOLA:config.yaml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,12 +156,12 @@ impl Learner for ByolALearner {
         let loss_b = byol_loss(&p2, &z1)?.mean_all()?;
         let total = (&loss_a + &loss_b)?;
         let scalar = |t: &Tensor| t.to_scalar::<f32>();
-        let losses = StepLosses {
-            instance_a: scalar(&loss_a)?,
-            instance_b: scalar(&loss_b)?,
-            cluster: 0.0,
-            entropy: 0.0,
+        let losses = NamedLosses {
             total: scalar(&total)?,
+            terms: vec![
+                ("loss_direction_a", scalar(&loss_a)?),
+                ("loss_direction_b", scalar(&loss_b)?),
+            ],
         };
         Ok(LearnerStep {
             losses,

@@ -14,7 +14,7 @@ use crate::loss::{barlow_twins, info_nce, l2_normalize};
 use crate::methods::DeloresConfig;
 use crate::model::CHANNELS;
 use crate::model::{copy_params, ema_update, pool_max_mean, Dropout, Encoder, KeyQueue, Linear};
-use crate::train::{dropout_streams, Learner, LearnerStep, StepBatch, StepLosses};
+use crate::train::{dropout_streams, Learner, LearnerStep, NamedLosses, StepBatch};
 
 /// Encoder and instance projector (the part the teacher copies).
 struct Branch {
@@ -162,12 +162,12 @@ impl Learner for DeloresMLearner {
         let total = (&instance + &decorrelation)?;
         let scalar = |t: &Tensor| t.to_scalar::<f32>();
         Ok(LearnerStep {
-            losses: StepLosses {
-                instance_a: scalar(&instance)?,
-                instance_b: 0.0,
-                cluster: scalar(&decorrelation)?,
-                entropy: 0.0,
+            losses: NamedLosses {
                 total: scalar(&total)?,
+                terms: vec![
+                    ("loss_info_nce", scalar(&instance)?),
+                    ("loss_barlow_twins", scalar(&decorrelation)?),
+                ],
             },
             grads: total.backward()?,
             cluster_usage_entropy: None,

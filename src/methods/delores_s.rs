@@ -10,7 +10,7 @@ use crate::checkpoint::{CheckpointTensors, NamedTensors};
 use crate::error::Error;
 use crate::loss::barlow_twins;
 use crate::model::{pool_max_mean, Dropout, Encoder};
-use crate::train::{dropout_streams, Learner, LearnerStep, StepBatch, StepLosses};
+use crate::train::{dropout_streams, Learner, LearnerStep, NamedLosses, StepBatch};
 
 /// DeLoRes' Barlow-Twins settings, shared by DeLoRes-S and DeLoRes-M (docs/method.md §11.1, 11.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,12 +99,9 @@ impl Learner for DeloresSLearner {
         let loss = barlow_twins(&z1, &z2, self.cfg.weight())?;
         let value = loss.to_scalar::<f32>()?;
         Ok(LearnerStep {
-            losses: StepLosses {
-                instance_a: value,
-                instance_b: 0.0,
-                cluster: 0.0,
-                entropy: 0.0,
+            losses: NamedLosses {
                 total: value,
+                terms: vec![("loss_barlow_twins", value)],
             },
             grads: loss.backward()?,
             cluster_usage_entropy: None,

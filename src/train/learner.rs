@@ -110,10 +110,35 @@ pub struct StepLosses {
     pub total: f32,
 }
 
+/// A step's losses under the names its method gives them (the columns of
+/// `metrics.parquet`, see [`crate::results::MetricRow`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedLosses {
+    /// What was minimised.
+    pub total: f32,
+    /// Each loss term, named, in the method's order.
+    pub terms: Vec<(&'static str, f32)>,
+}
+
+impl StepLosses {
+    /// SLICER's losses under their `metrics.parquet` names.
+    pub fn named(&self) -> NamedLosses {
+        NamedLosses {
+            total: self.total,
+            terms: vec![
+                ("loss_instance_a", self.instance_a),
+                ("loss_instance_b", self.instance_b),
+                ("loss_cluster", self.cluster),
+                ("entropy_term", self.entropy),
+            ],
+        }
+    }
+}
+
 /// What one step of a learner computed.
 pub struct LearnerStep {
-    /// Scalar losses (see [`crate::results::MetricRow`] for what each slot holds per method).
-    pub losses: StepLosses,
+    /// The step's losses, named by the method.
+    pub losses: NamedLosses,
     /// Gradients of the total loss.
     pub grads: GradStore,
     /// Entropy of the batch's mean cluster assignment, for methods with a cluster head.

@@ -12,5 +12,6 @@ pub use throughput::{throughput, Throughput};
 pub use trainer::{pretrain_on, Pretrained, Trainer};
 
 pub use learner::{
-    dropout_streams, rank_draw, Learner, LearnerStep, StepBatch, StepDropout, StepLosses,
+    dropout_streams, rank_draw, Learner, LearnerStep, NamedLosses, StepBatch, StepDropout,
+    StepLosses,
 };

@@ -219,7 +219,7 @@ impl<'a> Trainer<'a> {
             .map_err(Error::tensor(format!("training step {}", step + 1)))?;
         average_gradients(self.comm, &self.params, &mut result.grads)
             .map_err(Error::tensor("averaging gradients over ranks"))?;
-        let l = result.losses;
+        let l = &result.losses;
         if !l.total.is_finite() {
             let kept = checkpoint::list(&self.checkpoint_root())?
                 .pop()
@@ -248,10 +248,11 @@ impl<'a> Trainer<'a> {
             epoch: batch.epoch as u64,
             lr,
             loss_total: l.total,
-            loss_instance_a: l.instance_a,
-            loss_instance_b: l.instance_b,
-            loss_cluster: l.cluster,
-            entropy_term: l.entropy,
+            losses: l
+                .terms
+                .iter()
+                .map(|&(name, value)| (name.to_owned(), value))
+                .collect(),
             cluster_usage_entropy: result.cluster_usage_entropy.unwrap_or(f32::NAN),
             clips_per_s: cfg.batch_size as f64 / elapsed.max(1e-9),
             data_wait_s,

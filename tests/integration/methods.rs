@@ -39,7 +39,7 @@ fn views() -> (Tensor, Tensor) {
     (make(0.0), make(1.3))
 }
 
-fn train_step(l: &mut dyn Learner, opt: &mut Optimizer, step: u64) -> slicer::train::StepLosses {
+fn train_step(l: &mut dyn Learner, opt: &mut Optimizer, step: u64) -> slicer::train::NamedLosses {
     let (x1, x2) = views();
     let params = l.params();
     let out = l
@@ -82,7 +82,20 @@ fn every_method_steps_and_its_losses_add_up() {
         let mut opt = Optimizer::new(spec.optimizer.clone(), l.params().len());
         let before = encoder_weight(l.as_ref());
         let losses = train_step(l.as_mut(), &mut opt, 0);
-        let parts = losses.instance_a + losses.instance_b + losses.cluster;
+        // Every term but SLICER's entropy term (weight 0 by default) is a summand of the total.
+        let parts: f32 = losses
+            .terms
+            .iter()
+            .filter(|(name, _)| *name != "entropy_term")
+            .map(|(_, value)| value)
+            .sum();
+        assert!(
+            losses
+                .terms
+                .iter()
+                .all(|(name, _)| name.starts_with("loss_") || *name == "entropy_term"),
+            "{method}: {losses:?}"
+        );
         assert!(
             losses.total.is_finite() && losses.total > 0.0,
             "{method}: {losses:?}"

@@ -71,7 +71,7 @@ impl Learner for SlicerLearner {
             StepDropout::sampled(&mut streams),
         )?;
         Ok(LearnerStep {
-            losses: result.losses,
+            losses: result.losses.named(),
             grads: result.grads,
             cluster_usage_entropy: Some(cluster_usage_entropy(&result.student[0].c)?),
         })
