@@ -112,6 +112,16 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// A failure inside a library we call (the resampler, safetensors), with what was being
+    /// done.
+    #[error("{context}")]
+    External {
+        /// What was being done.
+        context: String,
+        /// The library's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A value outside what an algorithm accepts (empty inputs, mismatched shapes, ...).
     #[error("{0}")]
     Invalid(String),
@@ -120,13 +130,17 @@ pub enum Error {
 impl Error {
     /// An I/O error on `path`, with a hint for the cases a user can fix.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        // The source's own text follows in the error chain (`{:#}`), so it is not repeated.
         let message = match source.kind() {
-            std::io::ErrorKind::NotFound => format!("not found ({source})"),
+            std::io::ErrorKind::NotFound => "not found".to_owned(),
             std::io::ErrorKind::StorageFull => {
-                format!("{source}: the disk is full; free some space and run again (no existing file was overwritten)")
+                "the disk is full; free some space and run again (no existing file was overwritten)"
+                    .to_owned()
             }
-            std::io::ErrorKind::PermissionDenied => format!("{source}: check the file permissions"),
-            _ => source.to_string(),
+            std::io::ErrorKind::PermissionDenied => {
+                "permission denied: check the file permissions".to_owned()
+            }
+            _ => "input/output error".to_owned(),
         };
         Error::Io {
             path: path.into(),
@@ -140,6 +154,17 @@ impl Error {
     pub(crate) fn tensor(context: impl Into<String>) -> impl FnOnce(candle_core::Error) -> Self {
         let context = context.into();
         move |source| Error::Tensor {
+            context,
+            source: Box::new(source),
+        }
+    }
+
+    /// Wraps a library's error with what was being done: `.map_err(Error::external("..."))`.
+    pub(crate) fn external<E: std::error::Error + Send + Sync + 'static>(
+        context: impl Into<String>,
+    ) -> impl FnOnce(E) -> Self {
+        let context = context.into();
+        move |source| Error::External {
             context,
             source: Box::new(source),
         }

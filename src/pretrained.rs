@@ -399,9 +399,13 @@ impl PretrainedEncoder {
                     .map(|v| (name.as_str(), v))
             })
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::Invalid(format!("{}: {e}", weights_path.display())))?;
-        let bytes = safetensors::tensor::serialize(views, Some(metadata))
-            .map_err(|e| Error::Invalid(format!("{}: {e}", weights_path.display())))?;
+            .map_err(Error::external(format!(
+                "{}: tensor views",
+                weights_path.display()
+            )))?;
+        let bytes = safetensors::tensor::serialize(views, Some(metadata)).map_err(
+            Error::external(format!("{}: serialising", weights_path.display())),
+        )?;
         crate::atomic::write(&weights_path, &bytes)?;
         crate::atomic::write(&dir.join(CONFIG_FILE), config_json.as_bytes())
     }

@@ -30,12 +30,16 @@ pub fn resample(samples: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>> {
         1,
         FixedSync::Input,
     )
-    .map_err(|e| Error::Invalid(format!("resampler {from_hz} -> {to_hz} Hz: {e}")))?;
+    .map_err(Error::external(format!(
+        "setting up the resampler {from_hz} -> {to_hz} Hz"
+    )))?;
     let input = InterleavedSlice::new(samples, 1, samples.len())
-        .map_err(|e| Error::Invalid(format!("resampler input: {e}")))?;
+        .map_err(Error::external("the resampler's input"))?;
     let output = resampler
         .process_all(&input, samples.len(), None)
-        .map_err(|e| Error::Invalid(format!("resampling {from_hz} -> {to_hz} Hz: {e}")))?;
+        .map_err(Error::external(format!(
+            "resampling {from_hz} -> {to_hz} Hz"
+        )))?;
     Ok(output.take_data())
 }
 
