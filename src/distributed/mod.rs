@@ -15,15 +15,14 @@
 mod local;
 #[cfg(feature = "nccl")]
 mod nccl;
+mod rendezvous;
 mod tcp;
-
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Result, Tensor, Var};
 
 pub use local::LocalGroup;
+pub use rendezvous::Rendezvous;
 pub use tcp::TcpGroup;
 
 use crate::model::Encoder;
@@ -35,42 +34,9 @@ pub const WORLD_SIZE_VAR: &str = "SLICER_WORLD_SIZE";
 /// File through which rank 0 hands the others what they need to join (the NCCL unique id,
 /// or the TCP port).
 pub const RENDEZVOUS_VAR: &str = "SLICER_RENDEZVOUS_FILE";
-
-/// How long a rank waits for rank 0 to set the group up.
-const RENDEZVOUS_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// The contents of the rendezvous file once rank 0 has written it (atomically) and `ready`
-/// accepts them; waits up to 10 minutes.
-fn wait_for_rendezvous<T>(
-    file: &Path,
-    rank: usize,
-    ready: impl Fn(&[u8]) -> Option<T>,
-) -> crate::Result<T> {
-    let start = Instant::now();
-    loop {
-        if let Some(found) = std::fs::read(file).ok().and_then(|b| ready(&b)) {
-            return Ok(found);
-        }
-        if start.elapsed() > RENDEZVOUS_TIMEOUT {
-            return Err(crate::Error::Invalid(format!(
-                "rank {rank}: rank 0 did not set the group up in {} in 10 minutes; did it fail?",
-                file.display()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The rendezvous file `experiment launch` named.
-fn rendezvous_file() -> crate::Result<PathBuf> {
-    std::env::var(RENDEZVOUS_VAR)
-        .map(PathBuf::from)
-        .map_err(|_| {
-            crate::Error::Invalid(format!(
-                "{RENDEZVOUS_VAR} is not set; start ranks with `experiment launch`"
-            ))
-        })
-}
+/// `host:port` of rank 0's rendezvous socket, for ranks on nodes that share no file system
+/// (set from `MASTER_ADDR` and `MASTER_PORT`); when set, it replaces the file.
+pub const MASTER_VAR: &str = "SLICER_MASTER";
 
 /// Collectives over the ranks of a data-parallel job.
 pub trait Communicator {
@@ -211,7 +177,7 @@ pub fn from_env(device: &Device) -> crate::Result<Box<dyn Communicator>> {
         Some((rank, world)) if device.is_cpu() => Ok(Box::new(TcpGroup::connect(
             rank,
             world,
-            &rendezvous_file()?,
+            &Rendezvous::from_env()?,
         )?)),
         Some((rank, world)) => connect_gpus(rank, world, device),
     }
@@ -227,7 +193,7 @@ fn connect_gpus(
         rank,
         world,
         device,
-        &rendezvous_file()?,
+        &Rendezvous::from_env()?,
     )?))
 }
 
@@ -299,20 +265,59 @@ mod tests {
         assert_sum_then_gather(on_ranks(3, |comm| sum_then_gather(&comm)));
     }
 
+    /// Three TCP ranks as threads, meeting through `rendezvous`.
+    fn on_tcp_ranks(rendezvous: &Rendezvous) -> Vec<Collected> {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..3)
+                .map(|rank| {
+                    scope.spawn(move || {
+                        sum_then_gather(&TcpGroup::connect(rank, 3, rendezvous).unwrap())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
     #[test]
     fn a_tcp_group_sums_and_gathers_in_rank_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("rendezvous");
-        let results = std::thread::scope(|scope| {
+        assert_sum_then_gather(on_tcp_ranks(&Rendezvous::File(file.clone())));
+        assert!(!file.exists(), "rank 0 removes the rendezvous file");
+    }
+
+    /// Ranks that share no file meet at rank 0's socket (`MASTER_ADDR:MASTER_PORT`).
+    #[test]
+    fn a_tcp_group_meets_at_rank_0s_socket() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let socket = Rendezvous::Socket(format!("127.0.0.1:{port}"));
+        assert_sum_then_gather(on_tcp_ranks(&socket));
+        let shared = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..3)
                 .map(|rank| {
-                    let file = &file;
-                    scope.spawn(move || sum_then_gather(&TcpGroup::connect(rank, 3, file).unwrap()))
+                    let socket = &socket;
+                    scope.spawn(move || {
+                        socket
+                            .share(rank, 3, || Ok(vec![7, 8, 9]), |b| b.len() == 3)
+                            .unwrap()
+                    })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
         });
-        assert_sum_then_gather(results);
+        assert_eq!(
+            shared,
+            vec![vec![7, 8, 9]; 3],
+            "rank 0's bytes on every rank"
+        );
     }
 
     #[test]

@@ -1,13 +1,12 @@
 //! NCCL through cudarc's bindings (as candle's multi-process example): the collectives
 //! are custom ops on CUDA storage, f32 and contiguous.
 
-use std::path::Path;
 use std::rc::Rc;
 
 use candle_core::cuda_backend::cudarc::nccl::safe::{Comm, Id, ReduceOp};
 use candle_core::{CpuStorage, CudaStorage, CustomOp1, Device, Layout, Result, Shape, Tensor};
 
-use super::Communicator;
+use super::{Communicator, Rendezvous};
 
 /// One rank of an NCCL group.
 pub struct Nccl {
@@ -15,13 +14,13 @@ pub struct Nccl {
 }
 
 impl Nccl {
-    /// Joins the group: rank 0 writes a fresh unique id to `id_file` (atomically), the
-    /// others wait for it (up to 10 minutes).
+    /// Joins the group: rank 0 shares a fresh unique id through `rendezvous` (the file, or
+    /// its socket), the others wait for it (up to 10 minutes).
     pub fn connect(
         rank: usize,
         world: usize,
         device: &Device,
-        id_file: &Path,
+        rendezvous: &Rendezvous,
     ) -> crate::Result<Self> {
         let Device::Cuda(cuda) = device else {
             return Err(crate::Error::Invalid(
@@ -29,26 +28,24 @@ impl Nccl {
             ));
         };
         let nccl_err = |e| crate::Error::Invalid(format!("NCCL: {e:?}"));
-        let id = if rank == 0 {
-            let id = Id::new().map_err(nccl_err)?;
-            let bytes: Vec<u8> = id.internal().iter().map(|&c| c as u8).collect();
-            crate::atomic::write(id_file, &bytes)?;
-            id
-        } else {
-            super::wait_for_rendezvous(id_file, rank, |bytes| {
-                let mut internal = [0 as std::ffi::c_char; 128];
-                (bytes.len() == internal.len()).then(|| {
-                    for (slot, &b) in internal.iter_mut().zip(bytes) {
-                        *slot = b as std::ffi::c_char;
-                    }
-                    Id::uninit(internal)
-                })
-            })?
-        };
+        let bytes = rendezvous.share(
+            rank,
+            world,
+            || {
+                let id = Id::new().map_err(nccl_err)?;
+                Ok(id.internal().iter().map(|&c| c as u8).collect())
+            },
+            |bytes| bytes.len() == 128,
+        )?;
+        let mut internal = [0 as std::ffi::c_char; 128];
+        for (slot, &b) in internal.iter_mut().zip(&bytes) {
+            *slot = b as std::ffi::c_char;
+        }
+        let id = Id::uninit(internal);
         let comm = Comm::from_rank(cuda.cuda_stream(), rank, world, id).map_err(nccl_err)?;
         if rank == 0 {
             // The group is complete (joining is collective): the id has served its purpose.
-            let _ = std::fs::remove_file(id_file);
+            rendezvous.done();
         }
         tracing::info!("rank {rank} of {world} joined the NCCL group");
         Ok(Self {

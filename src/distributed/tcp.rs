@@ -1,12 +1,12 @@
-//! [`TcpGroup`]: ranks as CPU processes on one machine, over loopback TCP.
+//! [`TcpGroup`]: ranks as CPU processes exchanging tensors over TCP (loopback on one
+//! machine, or the network between nodes).
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::Path;
+use std::net::TcpStream;
 
 use candle_core::{DType, Device, Result, Tensor};
 
-use super::Communicator;
+use super::{Communicator, Rendezvous};
 
 /// Ranks as processes on one machine exchanging CPU tensors over loopback TCP: the CPU
 /// counterpart of the NCCL group, as gloo is PyTorch's. `experiment launch --processes N`
@@ -21,43 +21,14 @@ pub struct TcpGroup {
 }
 
 impl TcpGroup {
-    /// Joins the group: rank 0 listens on a free loopback port, writes it to `rendezvous`
-    /// (atomically) and accepts the others, then removes the file; they wait for the file
-    /// (up to 10 minutes), connect and say their rank.
-    pub fn connect(rank: usize, world: usize, rendezvous: &Path) -> crate::Result<Self> {
-        let io = |e: std::io::Error| crate::Error::io(rendezvous, e);
-        let links = if rank == 0 {
-            let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io)?;
-            let port = listener.local_addr().map_err(io)?.port();
-            crate::atomic::write(rendezvous, port.to_string().as_bytes())?;
-            let mut by_rank: Vec<Option<TcpStream>> = (1..world).map(|_| None).collect();
-            for _ in 1..world {
-                let (mut stream, _) = listener.accept().map_err(io)?;
-                let mut said = [0u8; 8];
-                stream.read_exact(&mut said).map_err(io)?;
-                let other = u64::from_le_bytes(said) as usize;
-                match by_rank.get_mut(other.wrapping_sub(1)) {
-                    Some(slot @ None) => *slot = Some(stream),
-                    _ => {
-                        return Err(crate::Error::Invalid(format!(
-                            "rank 0: a process joined as rank {other} of {world}, which is taken or out of range"
-                        )))
-                    }
-                }
-            }
-            // Everyone has joined: the file has served its purpose.
-            let _ = std::fs::remove_file(rendezvous);
-            by_rank.into_iter().flatten().collect()
-        } else {
-            let port = super::wait_for_rendezvous(rendezvous, rank, |bytes| {
-                std::str::from_utf8(bytes).ok()?.parse::<u16>().ok()
-            })?;
-            let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).map_err(io)?;
-            stream.write_all(&(rank as u64).to_le_bytes()).map_err(io)?;
-            vec![stream]
-        };
+    /// Joins the group through `rendezvous`: rank 0 listens (on a free loopback port named
+    /// in the rendezvous file, or on the socket's port) and accepts the others, which
+    /// connect and say their rank.
+    pub fn connect(rank: usize, world: usize, rendezvous: &Rendezvous) -> crate::Result<Self> {
+        let links = rendezvous.links(rank, world)?;
         for link in &links {
-            link.set_nodelay(true).map_err(io)?;
+            link.set_nodelay(true)
+                .map_err(|e| crate::Error::io("rendezvous link", e))?;
         }
         tracing::info!("rank {rank} of {world} joined the TCP group");
         Ok(Self { rank, world, links })

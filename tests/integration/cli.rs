@@ -513,3 +513,69 @@ fn launch_runs_cpu_ranks_that_stay_in_step_and_rank_0_evaluates() {
         "the rendezvous file is removed"
     );
 }
+
+/// Two "nodes" that share no folder: one `experiment launch` per rank, started as a cluster
+/// launcher would (torchrun's variables), meeting at rank 0's socket on loopback. The ranks
+/// end bit-identical (and were compared at every checkpoint); only rank 0's root gets the
+/// run, and rank 1 cleans its scratch folder up.
+#[test]
+#[ignore = "slow tier: end to end; run with `cargo test -- --ignored`"]
+fn two_nodes_meet_at_rank_0s_socket_and_stay_in_step() {
+    let roots = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nodes: Vec<_> = roots
+        .iter()
+        .enumerate()
+        .map(|(rank, root)| {
+            Command::new(env!("CARGO_BIN_EXE_experiment"))
+                .args(["launch", "experiments/smoke.yaml", "--set"])
+                .arg(format!("output.root={}", root.path().display()))
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .env("RUST_LOG", "warn,slicer::train=info")
+                .env("NO_COLOR", "1")
+                .env("RAYON_NUM_THREADS", "1")
+                .envs([
+                    ("RANK", rank.to_string()),
+                    ("WORLD_SIZE", "2".into()),
+                    ("LOCAL_RANK", "0".into()),
+                    ("MASTER_ADDR", "127.0.0.1".into()),
+                    ("MASTER_PORT", port.to_string()),
+                ])
+                .stderr(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<_> = nodes
+        .into_iter()
+        .map(|n| n.wait_with_output().unwrap())
+        .collect();
+    let mut digests = Vec::new();
+    for out in &outputs {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        digests.extend(
+            stderr
+                .lines()
+                .filter_map(|l| l.split("final state ").nth(1))
+                .map(|d| d.chars().take(16).collect::<String>()),
+        );
+    }
+    assert_eq!(digests.len(), 2, "{digests:?}");
+    assert_eq!(digests[0], digests[1]);
+    let runs: Vec<_> = std::fs::read_dir(roots[0].path().join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1);
+    assert!(runs[0].join("scores.parquet").exists(), "rank 0 evaluates");
+    assert!(
+        !roots[1].path().join("runs").exists(),
+        "rank 1 writes nothing under the job's output.root"
+    );
+}

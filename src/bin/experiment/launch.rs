@@ -10,7 +10,7 @@ use std::process::{Child, Command};
 
 use anyhow::Context;
 use clap::Args;
-use slicer::experiment::launch::{LaunchPlan, Ranks};
+use slicer::experiment::launch::{ClusterRank, LaunchPlan, Ranks};
 use slicer::spec::LoadedSpec;
 
 use crate::bars::Bars;
@@ -20,18 +20,17 @@ use crate::bars::Bars;
 pub struct LaunchArgs {
     /// Number of GPUs, one process each (needs the `nccl` feature for more than one); the
     /// spec's `device` must be `cuda:0` (rank r runs on the r-th GPU).
-    #[arg(
-        long,
-        required_unless_present = "processes",
-        conflicts_with = "processes"
-    )]
+    #[arg(long, conflicts_with = "processes")]
     gpus: Option<usize>,
     /// Number of CPU processes on this machine, for a CPU spec, joined over loopback TCP:
     /// the multi-process path without GPUs, for tests and debugging. Each gets an equal
     /// share of the cores (RAYON_NUM_THREADS) unless RAYON_NUM_THREADS is set.
     #[arg(long)]
     processes: Option<usize>,
-    /// The experiment spec.
+    /// The experiment spec. Without --gpus or --processes, this process is one rank of a
+    /// cluster job: SLURM's srun or a torchrun-style launcher started it, and RANK,
+    /// WORLD_SIZE, LOCAL_RANK (or SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID), MASTER_ADDR and
+    /// MASTER_PORT say which.
     spec: PathBuf,
     /// Override a spec value, as for a plain run. Repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -42,7 +41,10 @@ pub struct LaunchArgs {
 pub fn launch(args: LaunchArgs, bars: &Bars) -> anyhow::Result<()> {
     let ranks = match (args.gpus, args.processes) {
         (Some(gpus), _) => Ranks::Gpus(gpus),
-        (None, processes) => Ranks::Processes(processes.unwrap_or(0)),
+        (None, Some(processes)) => Ranks::Processes(processes),
+        (None, None) => Ranks::Cluster(ClusterRank::from_env()?.ok_or_else(|| {
+            anyhow::anyhow!("give --gpus N or --processes N, or start one `experiment launch` per rank with srun or torchrun (which set RANK or SLURM_PROCID)")
+        })?),
     };
     let loaded = LoadedSpec::load(&args.spec, &args.set)?;
     let plan = LaunchPlan::new(&loaded, ranks, bars)?;
@@ -50,10 +52,10 @@ pub fn launch(args: LaunchArgs, bars: &Bars) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the experiment binary")?;
     let mut children: Vec<(usize, Child)> = Vec::new();
     let ranks = plan.world_size();
-    for rank in 0..ranks {
+    for rank in plan.local_ranks() {
         let mut cmd = Command::new(&exe);
         cmd.arg(&args.spec);
-        for s in &args.set {
+        for s in args.set.iter().chain(&plan.overrides) {
             cmd.arg("--set").arg(s);
         }
         cmd.arg("--resume").arg(&run.path);
@@ -66,7 +68,11 @@ pub fn launch(args: LaunchArgs, bars: &Bars) -> anyhow::Result<()> {
             .with_context(|| format!("starting rank {rank}"))?;
         children.push((rank, child));
     }
-    println!("launched {ranks} ranks on run {}", run.path.display());
+    println!(
+        "launched {} of {ranks} ranks on run {}",
+        children.len(),
+        run.path.display()
+    );
     let mut failed = None;
     while !children.is_empty() {
         let mut still = Vec::new();
@@ -93,6 +99,9 @@ pub fn launch(args: LaunchArgs, bars: &Bars) -> anyhow::Result<()> {
             args.spec.display(),
             run.path.display()
         );
+    }
+    if let Some(scratch) = &plan.scratch {
+        let _ = std::fs::remove_dir_all(scratch);
     }
     Ok(())
 }
