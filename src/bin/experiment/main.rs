@@ -3,6 +3,7 @@
 
 mod bars;
 mod launch;
+mod logging;
 mod tools;
 
 use std::path::PathBuf;
@@ -11,11 +12,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use slicer::device::DeviceSpec;
 use slicer::experiment::suite::{is_suite, Suite};
-use slicer::experiment::{run_suite, summary_report, Experiment, RunLog, Stage, SuiteOptions};
+use slicer::experiment::{run_suite, summary_report, Experiment, Stage, SuiteOptions};
 use slicer::spec::LoadedSpec;
-use tracing_subscriber::filter::LevelFilter;
-use tracing_subscriber::prelude::*;
-use tracing_subscriber::{fmt, EnvFilter};
 
 use bars::Bars;
 
@@ -67,42 +65,13 @@ struct Cli {
 
 fn main() -> ExitCode {
     slicer::allocator::keep_freed_buffers();
-    // The terminal (RUST_LOG, default info), and the open run's run.log (info, no colours).
-    tracing_subscriber::registry()
-        .with(
-            fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())),
-        )
-        .with(
-            fmt::layer()
-                .with_ansi(false)
-                .fmt_fields(PlainFields::default())
-                .with_writer(RunLog::default)
-                .with_filter(LevelFilter::INFO),
-        )
-        .init();
+    logging::init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// tracing's default field format under a type of its own: span fields are formatted once
-/// per format type and cached, so without it the log file would get the terminal's colours.
-#[derive(Default)]
-struct PlainFields(fmt::format::DefaultFields);
-
-impl<'w> fmt::FormatFields<'w> for PlainFields {
-    fn format_fields<R: tracing_subscriber::field::RecordFields>(
-        &self,
-        writer: fmt::format::Writer<'w>,
-        fields: R,
-    ) -> std::fmt::Result {
-        self.0.format_fields(writer, fields)
     }
 }
 
