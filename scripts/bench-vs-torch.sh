@@ -21,7 +21,9 @@ bench="${SLICER_BENCH_BIN:-$(cargo bench --bench train_step --no-run --message-f
   | python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable"):
+    # cargo also builds (and reports) the binaries when it builds a bench: keep the bench.
+    if m.get("reason") == "compiler-artifact" and m.get("executable") \
+            and m["target"]["name"] == "train_step":
         print(m["executable"])')}"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 : > "$out"
