@@ -6,9 +6,12 @@
 //!
 //! `cargo bench --bench data_pipeline -- [--batch 64] [--batches 24] [--reps 3] [--warmup 1]
 //! [--clips 512] [--workers N (default: the CPUs)]` prints one JSON line (`bench`:
-//! `data_pipeline`, `throughput` in clips/s) per setting, in the record shape of ../shared/reference/bench_torch.py. The
-//! corpus is the demo generator's pre-training clips (1–3 s), decoded beforehand as the
-//! trainer does. `others_total` overstates other processes' load here: the producer thread
+//! `data_pipeline`, `throughput` in clips/s) per setting, in the record shape of
+//! benches/reference/bench_torch.py. The corpus is the demo generator's pre-training clips
+//! (1–3 s), held in memory as the trainer holds a small corpus (`loading: in_memory`); the
+//! same clips written as 16 kHz float WAV files and streamed from disk (`loading:
+//! streaming`, each window read by seeking) are measured with the spec's augmentations on one
+//! worker and on `--workers`. `others_total` overstates other processes' load here: the producer thread
 //! ends inside each repetition, so its CPU time is not counted as this process's.
 
 mod common;
@@ -17,6 +20,7 @@ use std::sync::Arc;
 
 use common::{arg, emit, time_reps};
 use slicer::augment::AugmentConfig;
+use slicer::data::{ClipAudio, Loading, PretrainCorpus};
 use slicer::features::{LogMelFrontend, NormStats};
 use slicer::spec::LoadedSpec;
 use slicer::train::{fit_centroids, BatchPlan};
@@ -30,10 +34,39 @@ fn main() {
     let spec = LoadedSpec::load(std::path::Path::new(spec_path), &[])
         .expect("experiments/slicer.yaml loads")
         .spec;
-    let corpus: Arc<Vec<Vec<f32>>> = Arc::new(
-        (0..n_clips as u64)
-            .map(|i| slicer::data::synthetic::render_pretrain(spec.seed, i, (1.0, 3.0)))
-            .collect(),
+    let clips: Vec<Vec<f32>> = (0..n_clips as u64)
+        .map(|i| slicer::data::synthetic::render_pretrain(spec.seed, i, (1.0, 3.0)))
+        .collect();
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let files: Vec<ClipAudio> = clips
+        .iter()
+        .enumerate()
+        .map(|(i, samples)| {
+            let path = dir.path().join(format!("clip{i:05}.wav"));
+            let wav = hound::WavSpec {
+                channels: 1,
+                sample_rate: spec.frontend.sample_rate,
+                bits_per_sample: 32,
+                sample_format: hound::SampleFormat::Float,
+            };
+            let mut writer = hound::WavWriter::create(&path, wav).expect("WAV written");
+            samples
+                .iter()
+                .for_each(|&s| writer.write_sample(s).expect("sample written"));
+            writer.finalize().expect("WAV closed");
+            ClipAudio::File { path, origin: None }
+        })
+        .collect();
+    let corpus = Arc::new(PretrainCorpus::InMemory(clips));
+    let streamed = Arc::new(
+        PretrainCorpus::open(
+            &files,
+            spec.frontend.sample_rate,
+            Loading::Streaming,
+            false,
+            &slicer::progress::Silent,
+        )
+        .expect("the WAV files index"),
     );
     let frontend = Arc::new(LogMelFrontend::new(&spec.frontend));
     let norm = NormStats {
@@ -56,11 +89,13 @@ fn main() {
         ..spec.augment.clone()
     };
     let runs = [
-        ("spec", &spec.augment, 1),
-        ("none", &none, 1),
-        ("spec", &spec.augment, workers_max),
+        ("spec", &spec.augment, 1, &corpus, "in_memory"),
+        ("none", &none, 1, &corpus, "in_memory"),
+        ("spec", &spec.augment, workers_max, &corpus, "in_memory"),
+        ("spec", &spec.augment, 1, &streamed, "streaming"),
+        ("spec", &spec.augment, workers_max, &streamed, "streaming"),
     ];
-    for (label, augment, workers) in runs {
+    for (label, augment, workers, corpus, loading) in runs {
         let plan = || BatchPlan {
             corpus: corpus.clone(),
             frontend: frontend.clone(),
@@ -77,7 +112,12 @@ fn main() {
         let timed = time_reps(reps, warmup, 0.0, || {
             let mut queue = plan().spawn(0, 0, workers);
             for _ in 0..batches {
-                std::hint::black_box(queue.recv().expect("the workers run"));
+                std::hint::black_box(
+                    queue
+                        .recv()
+                        .expect("the workers run")
+                        .expect("the clips read"),
+                );
             }
             queue
                 .finish()
@@ -86,6 +126,7 @@ fn main() {
         emit(
             serde_json::json!({
                 "bench": "data_pipeline", "lib": "slicer", "augment": label, "workers": workers,
+                "loading": loading,
                 "batch": batch,
                 "batches": batches, "clips": n_clips, "window_s": spec.data.window_seconds,
             }),

@@ -178,7 +178,7 @@ fn decode_flac(path: &Path) -> Result<DecodedAudio> {
 }
 
 /// Averages interleaved channels into one; a trailing partial frame is dropped.
-fn downmix(interleaved: &[f32], channels: usize) -> Vec<f32> {
+pub(crate) fn downmix(interleaved: &[f32], channels: usize) -> Vec<f32> {
     if channels == 1 {
         return interleaved.to_vec();
     }

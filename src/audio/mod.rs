@@ -4,6 +4,7 @@ mod decode;
 mod resample;
 mod window;
 
+pub(crate) use decode::downmix;
 pub use decode::{decode, DecodedAudio};
 pub use resample::resample;
 pub use window::{fixed_window, real_span, WindowMode};

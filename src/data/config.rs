@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::corpus::Loading;
+
 use super::datasets::{dataset, DATASETS};
 use super::synthetic::Generator;
 use crate::features::FrontendConfig;
@@ -24,6 +26,11 @@ pub struct DataConfig {
     /// Skip unreadable audio files (logged with a count) instead of stopping at the first.
     #[serde(default)]
     pub skip_bad_files: bool,
+    /// How the pre-training corpus is held: `auto` (default), `in_memory` or `streaming`.
+    /// It does not change results, so it is left out of the spec's hash (and out of the
+    /// resolved spec while it is `auto`).
+    #[serde(default, skip_serializing_if = "Loading::is_auto")]
+    pub loading: Loading,
 }
 
 fn default_pretrain_window() -> f64 {

@@ -3,6 +3,7 @@
 
 mod clip;
 mod config;
+mod corpus;
 mod datasets;
 mod loader;
 mod manifest;
@@ -12,6 +13,7 @@ mod task;
 
 pub use clip::{ClipAudio, Split};
 pub use config::{DataConfig, PretrainSource, SplitSizes, TaskConfig, TaskSource};
+pub use corpus::{Loading, PretrainCorpus, AUTO_STREAMING_SAMPLES};
 pub use datasets::{dataset, DatasetKind, DatasetRow, DATASETS};
 pub use loader::{load_clips, LoadedClips};
 pub use manifest::{read_labelled_manifest, ManifestRow};

@@ -344,14 +344,15 @@ impl ExperimentSpec {
         problems
     }
 
-    /// blake3 of the canonical JSON form of the resolved spec, in hex. `output` is left out:
-    /// where results are written does not change them.
+    /// blake3 of the canonical JSON form of the resolved spec, in hex. `output` and
+    /// `data.loading` are left out: where results are written, and whether the corpus is
+    /// held in memory or streamed, do not change them.
     pub fn hash(&self) -> String {
-        let canonical = serde_json::to_vec(&Self {
-            output: OutputConfig::default(),
-            ..self.clone()
-        })
-        .expect("a spec always serialises");
+        let mut unhashed = self.clone();
+        unhashed.output = OutputConfig::default();
+        // In memory or streamed from disk, the batches are the same.
+        unhashed.data.loading = crate::data::Loading::Auto;
+        let canonical = serde_json::to_vec(&unhashed).expect("a spec always serialises");
         blake3::hash(&canonical).to_hex().to_string()
     }
 }

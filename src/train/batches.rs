@@ -1,5 +1,6 @@
 //! The pre-training data pipeline: background workers (`train.workers`, each making whole
-//! batches as a PyTorch DataLoader worker does) turn the in-memory corpus into batches of two
+//! batches as a PyTorch DataLoader worker does) turn the corpus (in memory or streamed from
+//! disk, [`PretrainCorpus`]) into batches of two
 //! augmented views and hand them over through bounded queues, so augmentation overlaps the
 //! model's step. Every random choice is a function of (seed, epoch, step, item, worker),
 //! and the augmentation banks restart every epoch (as the official workers do), so a resumed
@@ -14,8 +15,9 @@ use rand::seq::SliceRandom;
 use rayon::prelude::*;
 
 use super::learner::rank_draw;
-use crate::audio::{fixed_window, WindowMode};
 use crate::augment::{AugmentConfig, Kmix, TwoViews};
+use crate::data::PretrainCorpus;
+use crate::error::Result;
 use crate::features::{LogMelFrontend, NormStats};
 use crate::rng::{stream, stream_indexed};
 
@@ -37,8 +39,8 @@ pub struct Batch {
 /// Everything the producer needs.
 #[derive(Clone)]
 pub struct BatchPlan {
-    /// Decoded clips at the model rate.
-    pub corpus: Arc<Vec<Vec<f32>>>,
+    /// The clips, in memory or streamed.
+    pub corpus: Arc<PretrainCorpus>,
     /// Front end.
     pub frontend: Arc<LogMelFrontend>,
     /// Normalisation statistics.
@@ -84,7 +86,7 @@ impl BatchPlan {
         step: usize,
         first: usize,
         clips: &[usize],
-    ) -> Vec<Vec<f32>> {
+    ) -> Result<Vec<Vec<f32>>> {
         clips
             .par_iter()
             .enumerate()
@@ -93,14 +95,10 @@ impl BatchPlan {
                 let id =
                     ((epoch * self.steps_per_epoch() + step) * self.batch_size + position) as u64;
                 let mut crop = stream_indexed(self.seed, "train/window", id);
-                let window = fixed_window(
-                    &self.corpus[clip],
-                    self.window,
-                    WindowMode::Random(&mut crop),
-                );
+                let window = self.corpus.window(clip, self.window, &mut crop)?;
                 let mut values = self.frontend.compute(&window).data;
                 self.norm.apply(&mut values);
-                values
+                Ok(values)
             })
             .collect()
     }
@@ -132,7 +130,13 @@ impl BatchPlan {
     /// Worker `worker`'s loop: the steps `worker`, `worker + workers`, ... of every epoch
     /// from `epoch` on, sent from (`epoch`, `step_in_epoch`) on; returns when the trainer
     /// hangs up or the epochs are done.
-    fn produce(&self, worker: usize, epoch: usize, step_in_epoch: usize, tx: &SyncSender<Batch>) {
+    fn produce(
+        &self,
+        worker: usize,
+        epoch: usize,
+        step_in_epoch: usize,
+        tx: &SyncSender<Result<Batch>>,
+    ) {
         let n_mels = self.frontend.config().n_mels;
         let frames = self.frontend.config().n_frames(self.window);
         let workers = self.workers.max(1);
@@ -152,7 +156,14 @@ impl BatchPlan {
             for s in (worker..self.steps_per_epoch()).step_by(workers) {
                 let offset = s * self.batch_size + rank * per_rank;
                 let clips = &order[offset..offset + per_rank];
-                let specs = self.spectrograms(e, s, rank * per_rank, clips);
+                let specs = match self.spectrograms(e, s, rank * per_rank, clips) {
+                    Ok(specs) => specs,
+                    Err(err) => {
+                        // The trainer reports it and hangs up.
+                        let _ = tx.send(Err(err));
+                        return;
+                    }
+                };
                 let mut view1 = Vec::with_capacity(specs.len() * n_mels * frames);
                 let mut view2 = Vec::with_capacity(specs.len() * n_mels * frames);
                 for spec in &specs {
@@ -167,7 +178,7 @@ impl BatchPlan {
                     view2,
                     clips: order[s * self.batch_size..(s + 1) * self.batch_size].to_vec(),
                 };
-                if s >= first && tx.send(batch).is_err() {
+                if s >= first && tx.send(Ok(batch)).is_err() {
                     return;
                 }
             }
@@ -178,19 +189,22 @@ impl BatchPlan {
 /// The trainer's end of the data workers: batches in step order, through one bounded queue
 /// per worker.
 pub struct Batches {
-    queues: Vec<Receiver<Batch>>,
+    queues: Vec<Receiver<Result<Batch>>>,
     handles: Vec<JoinHandle<()>>,
     next_step: usize,
     steps_per_epoch: usize,
 }
 
 impl Batches {
-    /// The next batch in step order, or `None` when every epoch has been delivered.
-    pub fn recv(&mut self) -> Option<Batch> {
+    /// The next batch in step order, `None` when every epoch has been delivered, or the
+    /// error that stopped its worker (an unreadable clip of a streamed corpus).
+    pub fn recv(&mut self) -> Option<Result<Batch>> {
         let batch = self.queues[self.next_step % self.queues.len()]
             .recv()
             .ok()?;
-        self.next_step = (batch.step_in_epoch + 1) % self.steps_per_epoch;
+        if let Ok(b) = &batch {
+            self.next_step = (b.step_in_epoch + 1) % self.steps_per_epoch;
+        }
         Some(batch)
     }
 
@@ -211,7 +225,7 @@ impl Batches {
 /// descriptors are time-means of *normalised* log-mels, L2-normalised, so centroids live in
 /// the space they are used in). At most `clusters * 256` points, as faiss subsamples.
 pub fn fit_centroids(
-    corpus: &[Vec<f32>],
+    corpus: &PretrainCorpus,
     frontend: &LogMelFrontend,
     norm: &NormStats,
     window: usize,
@@ -236,17 +250,11 @@ pub fn fit_centroids(
         .par_iter()
         .map(|&i| {
             let mut crop = stream_indexed(seed, "kmix/window", i as u64);
-            let mut values = frontend
-                .compute(&fixed_window(
-                    &corpus[i],
-                    window,
-                    WindowMode::Random(&mut crop),
-                ))
-                .data;
+            let mut values = frontend.compute(&corpus.window(i, window, &mut crop)?).data;
             norm.apply(&mut values);
-            crate::augment::descriptor(&values, n_mels)
+            Ok(crate::augment::descriptor(&values, n_mels))
         })
-        .collect();
+        .collect::<Result<_>>()?;
     Ok(crate::augment::spherical_kmeans(
         &descriptors,
         cfg.clusters,
@@ -290,6 +298,7 @@ mod tests {
             ..AugmentConfig::default()
         };
         let window = 15_200;
+        let corpus = PretrainCorpus::InMemory(corpus);
         let centroids = fit_centroids(&corpus, &frontend, &norm, window, &kmix, 1).unwrap();
         BatchPlan {
             corpus: Arc::new(corpus),
@@ -307,7 +316,7 @@ mod tests {
     }
 
     fn drain(mut batches: Batches) -> Vec<Batch> {
-        let all = std::iter::from_fn(|| batches.recv()).collect();
+        let all = std::iter::from_fn(|| batches.recv().map(Result::unwrap)).collect();
         batches.finish().unwrap();
         all
     }

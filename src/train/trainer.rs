@@ -13,7 +13,7 @@ use super::batches::{fit_centroids, Batch, BatchPlan};
 use super::config::PretrainSetup;
 use super::learner::{rank_draw, Learner, StepBatch};
 use crate::checkpoint::{self, TrainState};
-use crate::data::{load_clips, pretrain_clips};
+use crate::data::{pretrain_clips, PretrainCorpus};
 use crate::distributed::{average_gradients, average_running_stats, ensure_in_sync, Communicator};
 use crate::error::{Error, Result};
 use crate::features::{LogMelFrontend, NormStats};
@@ -66,15 +66,13 @@ impl<'a> Trainer<'a> {
         let frontend = Arc::new(LogMelFrontend::new(setup.frontend));
         let window = setup.frontend.samples(setup.data.window_seconds);
         let clips = pretrain_clips(&setup.data.pretrain, setup.seed)?;
-        let loaded = load_clips(
+        let corpus = Arc::new(PretrainCorpus::open(
             &clips,
             setup.frontend.sample_rate,
+            setup.data.loading,
             setup.data.skip_bad_files,
-            "decode pre-training audio",
             progress,
-        )?;
-        let corpus: Arc<Vec<Vec<f32>>> =
-            Arc::new(loaded.loaded.into_iter().map(|(_, s)| s).collect());
+        )?);
         if corpus.len() < cfg.batch_size {
             return Err(Error::Invalid(format!(
                 "the pre-training corpus has {} usable clips, fewer than train.batch_size = {}",
@@ -300,6 +298,7 @@ impl<'a> Trainer<'a> {
         loop {
             let waiting = Instant::now();
             let Some(batch) = batches.recv() else { break };
+            let batch = batch?;
             let data_wait_s = waiting.elapsed().as_secs_f64();
             if self.state.step >= self.total {
                 break;

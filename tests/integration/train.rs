@@ -222,3 +222,68 @@ fn a_diverging_loss_stops_with_a_clear_error() {
     );
     assert!(stderr.contains("Last good checkpoint"), "{stderr}");
 }
+
+/// A corpus of WAV files pre-trains to the same final state whether it is held in memory or
+/// streamed from disk window by window (`data.loading`), and the choice leaves the spec's
+/// hash alone.
+#[test]
+#[ignore = "slow tier: end to end; run with `cargo test -- --ignored`"]
+fn streaming_the_corpus_trains_exactly_as_holding_it_in_memory() {
+    use slicer::data::ClipAudio;
+    use slicer::methods::learner;
+    use slicer::progress::Silent;
+    use slicer::spec::LoadedSpec;
+    use slicer::train::pretrain_on;
+
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    std::fs::create_dir(&corpus).unwrap();
+    // The smoke spec's synthetic clips, written as 16 kHz float WAV files.
+    let smoke = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/smoke.yaml");
+    let synthetic = LoadedSpec::load(&smoke, &[]).unwrap().spec;
+    let clips = slicer::data::pretrain_clips(&synthetic.data.pretrain, synthetic.seed).unwrap();
+    for (i, clip) in clips.iter().enumerate() {
+        let samples = clip.load(16_000).unwrap();
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 16_000,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let mut w = hound::WavWriter::create(corpus.join(format!("{i:03}.wav")), spec).unwrap();
+        samples.iter().for_each(|&s| w.write_sample(s).unwrap());
+        w.finalize().unwrap();
+    }
+    assert!(matches!(clips[0], ClipAudio::SyntheticPretrain { .. }));
+    let run = |loading: &str| {
+        let loaded = LoadedSpec::load(
+            &smoke,
+            &[
+                format!("data.pretrain={{type: folder, path: {}}}", corpus.display()),
+                format!("+data.loading={loading}"),
+            ],
+        )
+        .unwrap();
+        let spec = &loaded.spec;
+        let norm = slicer::experiment::pipeline::normalization_stats(spec, &Silent).unwrap();
+        let out = dir.path().join(loading);
+        std::fs::create_dir(&out).unwrap();
+        let device = candle_core::Device::Cpu;
+        let learner = learner(&spec.method_setup(), &device).unwrap();
+        let comm = slicer::distributed::from_env(&device).unwrap();
+        let trained = pretrain_on(
+            spec.pretrain_setup(),
+            learner,
+            &out,
+            norm,
+            false,
+            &Silent,
+            (&device, comm.as_ref()),
+        )
+        .unwrap();
+        (spec.hash(), trained.state_digest, trained.steps)
+    };
+    let (memory, streamed) = (run("in_memory"), run("streaming"));
+    assert!(memory.2 > 0);
+    assert_eq!(memory, streamed, "same hash, same final state, same steps");
+}
