@@ -25,11 +25,25 @@ pub fn load_clips(
     label: &str,
     progress: &dyn Progress,
 ) -> Result<LoadedClips> {
+    map_clips(clips, sample_rate, skip_bad_files, label, progress, |_, s| s)
+}
+
+/// [`load_clips`], keeping only `keep(index, samples)` of each clip: the decoded samples are
+/// dropped as soon as it returns, so memory holds the kept parts, not the whole clips.
+pub fn map_clips(
+    clips: &[ClipAudio],
+    sample_rate: u32,
+    skip_bad_files: bool,
+    label: &str,
+    progress: &dyn Progress,
+    keep: impl Fn(usize, Vec<f32>) -> Vec<f32> + Sync,
+) -> Result<LoadedClips> {
     progress.start(label, clips.len() as u64, "clips");
     let results: Vec<Result<Vec<f32>>> = clips
         .par_iter()
-        .map(|clip| {
-            let r = clip.load(sample_rate);
+        .enumerate()
+        .map(|(i, clip)| {
+            let r = clip.load(sample_rate).map(|s| keep(i, s));
             progress.advance(1);
             r
         })

@@ -9,7 +9,7 @@ use rand::seq::index::sample;
 use crate::audio::{fixed_window, real_span, WindowMode};
 use crate::cache::{EmbeddingCache, Embeddings, FeatureCache, SplitFeatures};
 use crate::checkpoint;
-use crate::data::{load_clips, pretrain_clips, ClipAudio, Split, Task};
+use crate::data::{load_clips, map_clips, pretrain_clips, ClipAudio, Split, Task};
 use crate::error::{Error, Result};
 use crate::eval::{
     bag_of_frames, embed_spectrograms, encoder_hash, finetune_scores, linear_scores,
@@ -132,25 +132,28 @@ pub fn normalization_stats(spec: &ExperimentSpec, progress: &dyn Progress) -> Re
     let mut chosen = sample(&mut rng, corpus.len(), sample_clips.min(corpus.len())).into_vec();
     chosen.sort_unstable();
     let picked: Vec<ClipAudio> = chosen.iter().map(|&i| corpus[i].clone()).collect();
-    let loaded = load_clips(
+    let window = spec.frontend.samples(spec.data.window_seconds);
+    let frontend = LogMelFrontend::new(&spec.frontend);
+    // One window per clip, cut and turned into log-mels as each clip loads: memory holds one
+    // spectrogram per sampled clip, not the clips.
+    let spectrograms: Vec<Vec<f32>> = map_clips(
         &picked,
         spec.frontend.sample_rate,
         spec.data.skip_bad_files,
         "normalisation sample",
         progress,
-    )?;
-    let window = spec.frontend.samples(spec.data.window_seconds);
-    let windows: Vec<Vec<f32>> = loaded
-        .loaded
-        .iter()
-        .map(|(i, s)| {
+        |i, samples: Vec<f32>| {
             let mut crop =
-                crate::rng::stream_indexed(spec.seed, "normalization/window", chosen[*i] as u64);
-            fixed_window(s, window, WindowMode::Random(&mut crop))
-        })
-        .collect();
-    let spectrograms = LogMelFrontend::new(&spec.frontend).compute_batch(&windows);
-    NormStats::from_spectrograms(&spectrograms)
+                crate::rng::stream_indexed(spec.seed, "normalization/window", chosen[i] as u64);
+            let cut = fixed_window(&samples, window, WindowMode::Random(&mut crop));
+            frontend.compute(&cut).data
+        },
+    )?
+    .loaded
+    .into_iter()
+    .map(|(_, values)| values)
+    .collect();
+    NormStats::from_values(spectrograms.iter().map(Vec::as_slice))
 }
 
 /// The scores of the bag-of-frames floor on one task (encoder `bag_of_frames`).

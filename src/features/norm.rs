@@ -23,11 +23,17 @@ impl NormStats {
     pub fn from_spectrograms<'a>(
         spectrograms: impl IntoIterator<Item = &'a LogMelSpectrogram>,
     ) -> Result<Self> {
+        Self::from_values(spectrograms.into_iter().map(|s| s.data.as_slice()))
+    }
+
+    /// Computes the statistics over the values of each spectrogram in `spectrograms`
+    /// (accumulated in f64, in order).
+    pub fn from_values<'a>(spectrograms: impl IntoIterator<Item = &'a [f32]>) -> Result<Self> {
         let (mut n, mut sum, mut sum_sq, mut clips) = (0usize, 0f64, 0f64, 0usize);
-        for spec in spectrograms {
+        for values in spectrograms {
             clips += 1;
-            n += spec.data.len();
-            for &v in &spec.data {
+            n += values.len();
+            for &v in values {
                 sum += f64::from(v);
                 sum_sq += f64::from(v) * f64::from(v);
             }

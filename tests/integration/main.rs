@@ -14,5 +14,6 @@ mod features;
 mod methods;
 mod model;
 mod pretrained;
+mod scale;
 mod spec;
 mod train;
