@@ -25,7 +25,14 @@ pub fn load_clips(
     label: &str,
     progress: &dyn Progress,
 ) -> Result<LoadedClips> {
-    map_clips(clips, sample_rate, skip_bad_files, label, progress, |_, s| s)
+    map_clips(
+        clips,
+        sample_rate,
+        skip_bad_files,
+        label,
+        progress,
+        |_, s| s,
+    )
 }
 
 /// [`load_clips`], keeping only `keep(index, samples)` of each clip: the decoded samples are
