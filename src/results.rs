@@ -259,6 +259,7 @@ pub struct EmbeddingRow {
 /// list of `d` f32), plus `frames` (a list of `T' * d` f32, frame-major) and `n_frames` when
 /// the rows have them.
 pub fn write_embeddings(path: &Path, rows: &[EmbeddingRow]) -> Result<()> {
+    let [path_col, start, end, embedding_col, frames_col, n_frames] = EMBEDDING_COLUMNS;
     let err = Error::table(path, "write");
     let d = rows.first().map_or(0, |r| r.embedding.len());
     if rows.iter().any(|r| r.embedding.len() != d) {
@@ -278,13 +279,13 @@ pub fn write_embeddings(path: &Path, rows: &[EmbeddingRow]) -> Result<()> {
         .iter()
         .map(|r| Series::new("".into(), r.embedding.as_slice()))
         .collect();
-    let embedding = list("embedding", embedding)?
+    let embedding = list(embedding_col, embedding)?
         .cast(&DataType::Array(Box::new(DataType::Float32), d))
         .map_err(&err)?;
     let mut columns = vec![
-        column(rows, "path", |r| r.path.clone()),
-        column(rows, "start_s", |r| r.start_s),
-        column(rows, "end_s", |r| r.end_s),
+        column(rows, path_col, |r| r.path.clone()),
+        column(rows, start, |r| r.start_s),
+        column(rows, end, |r| r.end_s),
         embedding,
     ];
     if rows.iter().all(|r| r.frames.is_some()) && !rows.is_empty() {
@@ -292,20 +293,31 @@ pub fn write_embeddings(path: &Path, rows: &[EmbeddingRow]) -> Result<()> {
             .iter()
             .map(|r| Series::new("".into(), r.frames.as_deref().unwrap_or_default()))
             .collect();
-        columns.push(list("frames", frames)?);
-        columns.push(column(rows, "n_frames", |r| {
+        columns.push(list(frames_col, frames)?);
+        columns.push(column(rows, n_frames, |r| {
             (r.frames.as_ref().map_or(0, Vec::len) / d.max(1)) as u64
         }));
     }
     write_table(path, columns)
 }
 
+/// The columns of an embeddings table, in order; the last two only when the rows have frames.
+const EMBEDDING_COLUMNS: [&str; 6] = [
+    "path",
+    "start_s",
+    "end_s",
+    "embedding",
+    "frames",
+    "n_frames",
+];
+
 /// Reads the `path, start_s, end_s, embedding` columns written by [`write_embeddings`].
 pub fn read_embeddings(path: &Path) -> Result<Vec<EmbeddingRow>> {
+    let [path_col, start, end, embedding_col, _, _] = EMBEDDING_COLUMNS;
     let t = Table::read(path)?;
     let err = Error::table(path, "read");
-    let (paths, starts, ends) = (t.strings("path")?, t.f64s("start_s")?, t.f64s("end_s")?);
-    let embeddings = t.column("embedding")?.array().map_err(&err)?;
+    let (paths, starts, ends) = (t.strings(path_col)?, t.f64s(start)?, t.f64s(end)?);
+    let embeddings = t.column(embedding_col)?.array().map_err(&err)?;
     let mut rows = Vec::with_capacity(t.height());
     for (i, e) in embeddings.series_iter().enumerate() {
         let e = e.ok_or_else(|| Error::Invalid(format!("{}: null embedding", path.display())))?;
