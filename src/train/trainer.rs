@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor, Var};
 
-use super::batches::{fit_centroids, Batch, BatchPlan};
+use super::batches::{fit_centroids, Batch, BatchPlan, Batches};
 use super::config::PretrainSetup;
 use super::learner::{rank_draw, Learner, StepBatch};
 use crate::checkpoint::{self, TrainState};
@@ -180,6 +180,17 @@ impl<'a> Trainer<'a> {
         self.total
     }
 
+    /// Starts the data workers at the trainer's position (step 0, or where [`Trainer::resume`]
+    /// left it): the batches [`Trainer::step`] takes next, in order.
+    pub fn batches(&mut self) -> Batches {
+        self.last_step = Instant::now();
+        self.plan.clone().spawn(
+            self.state.epoch,
+            self.state.step_in_epoch,
+            self.setup.train.prefetch,
+        )
+    }
+
     /// One optimisation step on this rank's part of `batch` (which waited `data_wait_s` for
     /// the data pipeline): the learner's step, gradients averaged over the ranks, the
     /// optimiser and the learner's update after it; returns the step's metrics.
@@ -290,11 +301,7 @@ impl<'a> Trainer<'a> {
             "steps",
         );
         progress.advance(self.state.step);
-        let mut batches =
-            self.plan
-                .clone()
-                .spawn(self.state.epoch, self.state.step_in_epoch, cfg.prefetch);
-        self.last_step = Instant::now();
+        let mut batches = self.batches();
         loop {
             let waiting = Instant::now();
             let Some(batch) = batches.recv() else { break };
