@@ -15,7 +15,7 @@ pub use clip::{ClipAudio, Split};
 pub use config::{DataConfig, PretrainSource, SplitSizes, TaskConfig, TaskSource};
 pub use corpus::{Loading, PretrainCorpus, AUTO_STREAMING_SAMPLES};
 pub use datasets::{dataset, DatasetKind, DatasetRow, DATASETS};
-pub use loader::{load_clips, map_clips, LoadedClips};
+pub use loader::{load_clips, map_clips, ClipLoad, LoadedClips};
 pub use manifest::{read_labelled_manifest, ManifestRow};
 pub use pretrain::{audio_files, pretrain_clips};
 pub use task::{LabelledClip, Task};

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::embed::Pooling;
+use crate::cache::FeaturePrecision;
 use crate::problems::Problem;
 
 /// An encoder row of the results table: `pretrained`, `random_init`, or
@@ -101,6 +102,11 @@ pub struct EvalConfig {
     /// Re-estimate each encoder's BatchNorm running statistics on the task's train-split
     /// windows before embedding them (see [`crate::model::Encoder::recalibrate_batch_norm`]).
     pub bn_recalibration: bool,
+    /// How the feature cache stores log-mels: `f32` (default) or `f16` (half the disk;
+    /// README "Evaluating large tasks" gives what it changes in the scores). Left out of the
+    /// resolved spec, and so of its hash, while it is `f32`.
+    #[serde(default, skip_serializing_if = "FeaturePrecision::is_f32")]
+    pub feature_precision: FeaturePrecision,
 }
 
 impl Default for EvalConfig {
@@ -114,6 +120,7 @@ impl Default for EvalConfig {
             batch_size: 64,
             exclude_padding: true,
             bn_recalibration: false,
+            feature_precision: FeaturePrecision::F32,
         }
     }
 }

@@ -5,7 +5,7 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::features::{LogMelSpectrogram, NormStats};
+use crate::features::{batches, LogMelSpectrogram, NormStats, SpectrogramSet};
 use crate::model::{pool_max_mean, Dropout, Encoder};
 use crate::progress::Progress;
 
@@ -146,30 +146,49 @@ pub fn embed_frames(
 }
 
 /// A copy of `encoder` whose BatchNorm running statistics are re-estimated on
-/// `spectrograms` (normalised by `norm`, in batches of `batch_size`).
+/// `spectrograms` (normalised by `norm`, read in batches of `batch_size`).
 pub fn recalibrated(
     encoder: &Encoder,
-    spectrograms: &[LogMelSpectrogram],
+    spectrograms: &dyn SpectrogramSet,
     norm: &NormStats,
     batch_size: usize,
 ) -> Result<Encoder> {
     let device = encoder.fc0.weight.device();
     let copy = encoder.to_device(device).map_err(tensor_err)?;
-    let batches = spectrograms
-        .chunks(batch_size.max(1))
-        .map(|chunk| normalised_batch(&chunk.iter().collect::<Vec<_>>(), norm, device))
-        .collect::<Result<Vec<_>>>()?;
-    copy.recalibrate_batch_norm(&batches).map_err(tensor_err)?;
+    copy.recalibrate_batch_norm(|| {
+        batches(spectrograms, batch_size).map(|batch| {
+            let batch = batch.map_err(Recalibration::Input)?;
+            normalised_batch(&batch.iter().collect::<Vec<_>>(), norm, device)
+                .map_err(Recalibration::Input)
+        })
+    })
+    .map_err(|e| match e {
+        Recalibration::Input(e) => e,
+        Recalibration::Tensor(e) => tensor_err(e),
+    })?;
     Ok(copy)
 }
 
-/// Pooled embeddings (`n * d`, row-major) of `spectrograms`, in batches of `batch_size`.
-/// With `real_frames` (one input-frame range per clip), each clip is pooled over the encoder
-/// frames computed from its audio only, never from padding. Reports progress under `label`.
+/// What can stop a recalibration: reading its inputs, or the encoder's tensor ops.
+enum Recalibration {
+    Input(Error),
+    Tensor(candle_core::Error),
+}
+
+impl From<candle_core::Error> for Recalibration {
+    fn from(e: candle_core::Error) -> Self {
+        Recalibration::Tensor(e)
+    }
+}
+
+/// Pooled embeddings (`n * d`, row-major) of `spectrograms`, read in batches of
+/// `batch_size`. With `real_frames` (one input-frame range per clip), each clip is pooled
+/// over the encoder frames computed from its audio only, never from padding. Reports
+/// progress under `label`.
 #[allow(clippy::too_many_arguments)] // the inputs, their padding, and how to embed them
 pub fn embed_spectrograms(
     encoder: &Encoder,
-    spectrograms: &[LogMelSpectrogram],
+    spectrograms: &dyn SpectrogramSet,
     real_frames: Option<&[(usize, usize)]>,
     norm: &NormStats,
     pooling: Pooling,
@@ -180,7 +199,8 @@ pub fn embed_spectrograms(
     let mut out = Vec::with_capacity(spectrograms.len() * encoder.fc3.weight.dim(0).unwrap_or(0));
     progress.start(label, spectrograms.len() as u64, "clips");
     let batch_size = batch_size.max(1);
-    for (k, chunk) in spectrograms.chunks(batch_size).enumerate() {
+    for (k, chunk) in batches(spectrograms, batch_size).enumerate() {
+        let chunk = chunk?;
         let refs: Vec<&LogMelSpectrogram> = chunk.iter().collect();
         let frames = embed_frames(encoder, &refs, norm)?;
         let encoder_frames = frames.dim(1).map_err(tensor_err)?;

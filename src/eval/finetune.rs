@@ -11,16 +11,16 @@ use rand::seq::SliceRandom;
 use super::embed::Pooling;
 use super::probe::{EpochSelection, ProbeConfig, ProbeOutcome};
 use crate::error::{Error, Result};
-use crate::features::{LogMelSpectrogram, NormStats};
+use crate::features::{batches, LogMelSpectrogram, NormStats, SpectrogramSet};
 use crate::model::{Dropout, Encoder, Linear};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::progress::Progress;
 
 /// A task's spectrograms and labels per split, and how to feed them.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct FinetuneData<'a> {
-    /// Train, valid, test spectrograms.
-    pub spectrograms: [&'a [LogMelSpectrogram]; 3],
+    /// Train, valid, test spectrograms (read a batch at a time).
+    pub spectrograms: [&'a dyn SpectrogramSet; 3],
     /// Train, valid, test labels.
     pub labels: [&'a [usize]; 3],
     /// Number of classes.
@@ -80,7 +80,8 @@ pub fn finetune(
     let accuracy = |split: usize| -> Result<f64> {
         let (specs, labels) = (data.spectrograms[split], data.labels[split]);
         let mut correct = 0usize;
-        for (chunk, truth) in specs.chunks(64).zip(labels.chunks(64)) {
+        for (chunk, truth) in batches(specs, 64).zip(labels.chunks(64)) {
+            let chunk = chunk?;
             let refs: Vec<&LogMelSpectrogram> = chunk.iter().collect();
             let predicted: Vec<u32> = logits(&refs, None)
                 .and_then(|l| l.argmax(D::Minus1)?.to_vec1::<u32>())
@@ -105,7 +106,8 @@ pub fn finetune(
             if batch.len() < 2 {
                 continue;
             }
-            let specs: Vec<&LogMelSpectrogram> = batch.iter().map(|&i| &train.0[i]).collect();
+            let read = train.0.read(batch)?;
+            let specs: Vec<&LogMelSpectrogram> = read.iter().collect();
             let targets: Vec<u32> = batch.iter().map(|&i| train.1[i] as u32).collect();
             let mut step = || -> candle_core::Result<_> {
                 let out = logits(&specs, Some(&mut dropout_rng))?;

@@ -7,16 +7,18 @@ use std::path::{Path, PathBuf};
 use rand::seq::index::sample;
 
 use crate::audio::{fixed_window, real_span, WindowMode};
-use crate::cache::{EmbeddingCache, Embeddings, FeatureCache, SplitFeatures};
+use crate::cache::{
+    CachedClip, EmbeddingCache, Embeddings, FeatureCache, SplitFeatures, SplitHeader,
+};
 use crate::checkpoint;
-use crate::data::{load_clips, map_clips, pretrain_clips, ClipAudio, Split, Task};
+use crate::data::{map_clips, pretrain_clips, ClipAudio, ClipLoad, Split, Task};
 use crate::error::{Error, Result};
 use crate::eval::{
     bag_of_frames, embed_spectrograms, encoder_hash, finetune_scores, linear_scores,
     logistic_scores, recalibrated, BuiltinEncoder, EncoderChoice, FinetuneData, InputNormalization,
     ProbeInputs, ProbeSet, Protocol, ScoreContext,
 };
-use crate::features::{FrontendConfig, LogMelFrontend, NormStats, NormalizationConfig};
+use crate::features::{batches, FrontendConfig, LogMelFrontend, NormStats, NormalizationConfig};
 use crate::methods::initial_encoder;
 use crate::model::Encoder;
 use crate::pretrained::PretrainedEncoder;
@@ -54,73 +56,95 @@ pub fn task_features_with(
     cache: &FeatureCache,
     progress: &dyn Progress,
 ) -> Result<TaskFeatures> {
-    let frontend = LogMelFrontend::new(frontend_config);
-    let window = frontend_config.samples(task.window_seconds);
-    let splits = Split::ALL.map(|split| -> Result<SplitFeatures> {
-        let path = cache.path(frontend_config, task, split, spec.data.skip_bad_files);
-        if let Some(hit) = cache.load(&path) {
-            tracing::info!(
-                "{} {split}: {} clips from cache {}",
-                task.name,
-                hit.labels.len(),
-                path.display()
-            );
-            return Ok(hit);
-        }
-        let clips: Vec<_> = task.split(split).collect();
-        let audio: Vec<ClipAudio> = clips.iter().map(|c| c.audio.clone()).collect();
-        let loaded = load_clips(
-            &audio,
-            frontend_config.sample_rate,
-            spec.data.skip_bad_files,
-            &format!("{} {split}", task.name),
-            progress,
-        )?;
-        if loaded.loaded.is_empty() {
-            return Err(Error::Invalid(format!(
-                "task `{}` {split}: every clip was unreadable",
-                task.name
-            )));
-        }
-        let windows: Vec<Vec<f32>> = loaded
-            .loaded
-            .iter()
-            .map(|(_, s)| fixed_window::<rand_chacha::ChaCha8Rng>(s, window, WindowMode::Centre))
-            .collect();
-        let features = SplitFeatures {
-            task: task.name.clone(),
+    let paths = Split::ALL.map(|split| {
+        cache.path(
+            frontend_config,
+            task,
             split,
-            classes: task.classes.clone(),
-            ids: loaded
-                .loaded
-                .iter()
-                .map(|(i, _)| clips[*i].audio.id())
-                .collect(),
-            labels: loaded.loaded.iter().map(|(i, _)| clips[*i].label).collect(),
-            spectrograms: frontend.compute_batch(&windows),
-            real_frames: loaded
-                .loaded
-                .iter()
-                .map(|(_, s)| frontend_config.frames_of_span(real_span(s.len(), window), window))
-                .collect(),
-            skipped: loaded.skipped.len(),
-        };
-        cache.store(&path, &features)?;
-        tracing::info!(
-            "{} {split}: {} clips -> {}",
-            task.name,
-            features.labels.len(),
-            path.display()
-        );
-        Ok(features)
+            spec.data.skip_bad_files,
+            spec.eval.feature_precision,
+        )
     });
-    let [train, valid, test] = splits;
+    let mut splits = Vec::with_capacity(3);
+    for (split, path) in Split::ALL.into_iter().zip(&paths) {
+        let features = match cache.load(path) {
+            Some(hit) => {
+                tracing::info!(
+                    "{} {split}: {} clips from cache {}",
+                    task.name,
+                    hit.labels.len(),
+                    path.display()
+                );
+                hit
+            }
+            None => split_features(spec, frontend_config, task, split, cache, path, progress)?,
+        };
+        splits.push(features);
+    }
     Ok(TaskFeatures {
         task: task.name.clone(),
-        splits: [train?, valid?, test?],
-        paths: Split::ALL
-            .map(|split| cache.path(frontend_config, task, split, spec.data.skip_bad_files)),
+        splits: splits.try_into().expect("three splits"),
+        paths,
     })
+}
+
+/// Decodes, windows and turns into log-mels one split of `task`, a cache chunk at a time,
+/// writing each chunk before the next is decoded.
+fn split_features(
+    spec: &ExperimentSpec,
+    frontend_config: &FrontendConfig,
+    task: &Task,
+    split: Split,
+    cache: &FeatureCache,
+    path: &Path,
+    progress: &dyn Progress,
+) -> Result<SplitFeatures> {
+    let frontend = LogMelFrontend::new(frontend_config);
+    let window = frontend_config.samples(task.window_seconds);
+    let shape = (frontend_config.n_mels, frontend_config.n_frames(window));
+    let clips: Vec<_> = task.split(split).collect();
+    let audio: Vec<ClipAudio> = clips.iter().map(|c| c.audio.clone()).collect();
+    let header = SplitHeader {
+        task: task.name.clone(),
+        split,
+        classes: task.classes.clone(),
+    };
+    let mut writer = cache.writer(path, header, shape, spec.eval.feature_precision)?;
+    let load = ClipLoad {
+        sample_rate: frontend_config.sample_rate,
+        skip_bad_files: spec.data.skip_bad_files,
+        label: &format!("{} {split}", task.name),
+        progress,
+    };
+    // Each clip keeps its log-mel and real frames: the decoded audio is dropped as soon as
+    // its window is computed.
+    let keep = |i: usize, samples: Vec<f32>| {
+        let cut = fixed_window::<rand_chacha::ChaCha8Rng>(&samples, window, WindowMode::Centre);
+        CachedClip {
+            id: clips[i].audio.id(),
+            label: clips[i].label,
+            real_frames: frontend_config.frames_of_span(real_span(samples.len(), window), window),
+            logmel: frontend.compute(&cut).data,
+        }
+    };
+    load.in_chunks(&audio, writer.chunk_clips(), keep, |part| {
+        writer.skipped(part.skipped.len());
+        writer.write_chunk(part.loaded.into_iter().map(|(_, clip)| clip).collect())
+    })?;
+    if writer.clips() == 0 {
+        return Err(Error::Invalid(format!(
+            "task `{}` {split}: every clip was unreadable",
+            task.name
+        )));
+    }
+    let features = writer.finish()?;
+    tracing::info!(
+        "{} {split}: {} clips -> {}",
+        task.name,
+        features.labels.len(),
+        path.display()
+    );
+    Ok(features)
 }
 
 /// Global scalar mean/std of log-mel values over a seeded sample of pre-training clips, one
@@ -162,25 +186,23 @@ pub fn floor_scores(
     ctx: &ScoreContext,
     features: &TaskFeatures,
 ) -> Result<Vec<ScoreRow>> {
-    let sets = features.splits.each_ref().map(|s| {
-        (
-            s.spectrograms
-                .iter()
-                .zip(&s.real_frames)
-                .flat_map(|(x, &real)| {
-                    bag_of_frames(
-                        x,
-                        if spec.eval.exclude_padding {
-                            real
-                        } else {
-                            (0, x.n_frames)
-                        },
-                    )
-                })
-                .collect(),
-            s.labels.clone(),
-        )
-    });
+    let floor_of = |s: &SplitFeatures| -> Result<(Vec<f32>, Vec<usize>)> {
+        let mut x = Vec::with_capacity(s.labels.len() * 2 * spec.frontend.n_mels);
+        let batch_size = spec.eval.batch_size.max(1);
+        for (k, batch) in batches(&s.spectrograms, batch_size).enumerate() {
+            for (spectrogram, &real) in batch?.iter().zip(&s.real_frames[k * batch_size..]) {
+                let frames = if spec.eval.exclude_padding {
+                    real
+                } else {
+                    (0, spectrogram.n_frames)
+                };
+                x.extend(bag_of_frames(spectrogram, frames));
+            }
+        }
+        Ok((x, s.labels.clone()))
+    };
+    let [train, valid, test] = &features.splits;
+    let sets = [floor_of(train)?, floor_of(valid)?, floor_of(test)?];
     probe_sets(
         spec,
         ctx,
@@ -301,9 +323,7 @@ fn input_norm(
     pretrain_norm: &NormStats,
 ) -> Result<NormStats> {
     Ok(match spec.eval.input_normalization {
-        InputNormalization::TaskTrain => {
-            NormStats::from_spectrograms(&features.splits[0].spectrograms)?
-        }
+        InputNormalization::TaskTrain => NormStats::from_set(&features.splits[0].spectrograms)?,
         InputNormalization::Pretrain => encoder.own_norm.unwrap_or(*pretrain_norm),
     })
 }

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::logmel::LogMelSpectrogram;
+use super::set::{batches, SpectrogramSet};
 use crate::error::{Error, Result};
 
 /// Scalar mean and standard deviation of log-mel values.
@@ -29,28 +30,22 @@ impl NormStats {
     /// Computes the statistics over the values of each spectrogram in `spectrograms`
     /// (accumulated in f64, in order).
     pub fn from_values<'a>(spectrograms: impl IntoIterator<Item = &'a [f32]>) -> Result<Self> {
-        let (mut n, mut sum, mut sum_sq, mut clips) = (0usize, 0f64, 0f64, 0usize);
+        let mut acc = NormAccumulator::default();
         for values in spectrograms {
-            clips += 1;
-            n += values.len();
-            for &v in values {
-                sum += f64::from(v);
-                sum_sq += f64::from(v) * f64::from(v);
+            acc.add(values);
+        }
+        acc.finish()
+    }
+
+    /// Computes the statistics over every spectrogram of `set`, read a batch at a time.
+    pub fn from_set(set: &dyn SpectrogramSet) -> Result<Self> {
+        let mut acc = NormAccumulator::default();
+        for batch in batches(set, 64) {
+            for s in batch? {
+                acc.add(&s.data);
             }
         }
-        if n == 0 {
-            return Err(Error::Invalid(
-                "normalisation statistics need at least one non-empty clip".into(),
-            ));
-        }
-        let mean = sum / n as f64;
-        let var = (sum_sq / n as f64 - mean * mean).max(0.0);
-        let std = (var.sqrt() as f32).max(f32::EPSILON);
-        Ok(Self {
-            mean: mean as f32,
-            std,
-            n_clips: clips,
-        })
+        acc.finish()
     }
 
     /// Normalises values in place: `(x - mean) / std`.
@@ -59,6 +54,45 @@ impl NormStats {
         for v in values {
             *v = (*v - self.mean) * inv;
         }
+    }
+}
+
+/// Running sums for [`NormStats`], fed one spectrogram at a time (in f64, in order).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NormAccumulator {
+    values: usize,
+    sum: f64,
+    sum_sq: f64,
+    clips: usize,
+}
+
+impl NormAccumulator {
+    /// Adds one spectrogram's values.
+    pub fn add(&mut self, values: &[f32]) {
+        self.clips += 1;
+        self.values += values.len();
+        for &v in values {
+            self.sum += f64::from(v);
+            self.sum_sq += f64::from(v) * f64::from(v);
+        }
+    }
+
+    /// The statistics of everything added; an error if no value was.
+    pub fn finish(self) -> Result<NormStats> {
+        if self.values == 0 {
+            return Err(Error::Invalid(
+                "normalisation statistics need at least one non-empty clip".into(),
+            ));
+        }
+        let n = self.values as f64;
+        let mean = self.sum / n;
+        let var = (self.sum_sq / n - mean * mean).max(0.0);
+        let std = (var.sqrt() as f32).max(f32::EPSILON);
+        Ok(NormStats {
+            mean: mean as f32,
+            std,
+            n_clips: self.clips,
+        })
     }
 }
 

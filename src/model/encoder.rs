@@ -119,13 +119,19 @@ impl Encoder {
     /// Replaces every BatchNorm's running statistics by the exact mean and unbiased variance
     /// of its input over all of `inputs` (batches `[B, 1, n_mels, T]`, normalised as for
     /// embedding), block by block, each block seeing the earlier ones already recalibrated
-    /// in eval mode. Nothing else changes.
-    pub fn recalibrate_batch_norm(&self, inputs: &[Tensor]) -> Result<()> {
+    /// in eval mode. `inputs` gives a fresh pass over the batches each time it is called (one
+    /// pass per block), so they need not all be in memory. Nothing else changes.
+    /// Reading a batch may fail with any error `E` that tensor errors convert into.
+    pub fn recalibrate_batch_norm<E, I>(&self, inputs: impl Fn() -> I) -> std::result::Result<(), E>
+    where
+        E: From<candle_core::Error>,
+        I: IntoIterator<Item = std::result::Result<Tensor, E>>,
+    {
         for (l, block) in self.blocks.iter().enumerate() {
             let mut totals: Option<(Tensor, Tensor)> = None;
             let mut count = 0usize;
-            for x in inputs {
-                let mut h = x.clone();
+            for x in inputs() {
+                let mut h = x?;
                 for earlier in &self.blocks[..l] {
                     h = earlier.forward(&h, false)?;
                 }
@@ -139,7 +145,10 @@ impl Encoder {
                 });
             }
             let Some((sum, sq)) = totals else {
-                candle_core::bail!("BatchNorm recalibration needs at least one batch");
+                return Err(candle_core::Error::Msg(
+                    "BatchNorm recalibration needs at least one batch".into(),
+                )
+                .into());
             };
             let n = count as f64;
             let mean = (sum / n)?;
@@ -302,7 +311,9 @@ mod tests {
         let encoder =
             Encoder::new(16, 8, 0.0, &mut crate::rng::stream(3, "init"), &Device::Cpu).unwrap();
         let batches = [randn((3, 1, 16, 24), 1), randn((2, 1, 16, 24), 2)];
-        encoder.recalibrate_batch_norm(&batches).unwrap();
+        encoder
+            .recalibrate_batch_norm::<candle_core::Error, _>(|| batches.iter().cloned().map(Ok))
+            .unwrap();
         let all = Tensor::cat(&batches, 0).unwrap();
         let mut h = all;
         for block in &encoder.blocks {
@@ -317,6 +328,8 @@ mod tests {
             );
             h = block.forward(&h, false).unwrap();
         }
-        assert!(encoder.recalibrate_batch_norm(&[]).is_err());
+        assert!(encoder
+            .recalibrate_batch_norm::<candle_core::Error, _>(std::iter::empty)
+            .is_err());
     }
 }

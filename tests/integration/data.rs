@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::common::{pcm16, tone, write_wav};
-use slicer::cache::FeatureCache;
+use slicer::cache::{FeatureCache, FeaturePrecision};
 use slicer::data::{pretrain_clips, PretrainSource, Split, Task, TaskConfig, TaskSource};
 use slicer::experiment::pipeline;
 use slicer::progress::Silent;
@@ -202,14 +202,16 @@ fn smoke_stages_are_deterministic_and_cached() {
         first.splits.each_ref().map(|s| s.labels.len()),
         [30, 10, 20]
     );
-    assert_eq!(
-        (
-            first.splits[0].spectrograms[0].n_mels,
-            first.splits[0].spectrograms[0].n_frames
-        ),
-        (64, 101)
-    );
-    let cached = cache.path(&spec.frontend, &t, Split::Train, false);
+    assert_eq!(first.splits[0].spectrograms.shape(), (64, 101));
+    let cached = cache
+        .path(
+            &spec.frontend,
+            &t,
+            Split::Train,
+            false,
+            FeaturePrecision::F32,
+        )
+        .join("index.json");
     let stamp = std::fs::metadata(&cached).unwrap().modified().unwrap();
     let second = pipeline::task_features(spec, &t, &cache, &Silent).unwrap();
     assert_eq!(second.splits, first.splits);
