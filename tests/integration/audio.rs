@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::common::{pcm16, tone, write_wav};
 use hound::{SampleFormat, WavSpec};
 use slicer::audio::{decode, load};
-use slicer::data::{load_clips, ClipAudio};
+use slicer::data::{load_clips, ClipAudio, ClipLoad};
 use slicer::progress::Silent;
 
 fn spec(channels: u16, rate: u32, bits: u16, format: SampleFormat) -> WavSpec {
@@ -228,4 +228,67 @@ fn skip_bad_files_skips_and_counts_otherwise_stops() {
         err.contains("empty.wav"),
         "the first bad file is reported: {err}"
     );
+}
+
+#[test]
+fn chunked_loading_keeps_input_order_and_skips_across_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = bad_corpus(dir.path());
+    // good, bad, good, bad, ... so that chunks of 2 and 3 cut between and inside the pairs.
+    let mut clips = Vec::new();
+    for (k, (path, _)) in bad.iter().enumerate() {
+        let good = dir.path().join(format!("good{k}.wav"));
+        write_wav(&good, pcm16(16_000), &tone(440.0, 16_000, 160 * (k + 1)));
+        clips.push(ClipAudio::File {
+            path: good,
+            origin: None,
+        });
+        clips.push(ClipAudio::File {
+            path: path.clone(),
+            origin: None,
+        });
+    }
+    let whole = load_clips(&clips, 16_000, true, "test", &Silent).unwrap();
+    for chunk in [1, 2, 3, clips.len()] {
+        let load = ClipLoad {
+            sample_rate: 16_000,
+            skip_bad_files: true,
+            label: "test",
+            progress: &Silent,
+        };
+        let (mut kept, mut skipped, mut calls) = (Vec::new(), Vec::new(), 0);
+        load.in_chunks(
+            &clips,
+            chunk,
+            |i, s: Vec<f32>| (i, s.len()),
+            |part| {
+                calls += 1;
+                assert!(part.loaded.len() + part.skipped.len() <= chunk);
+                kept.extend(part.loaded);
+                skipped.extend(part.skipped.into_iter().map(|(i, _)| i));
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(calls, clips.len().div_ceil(chunk), "chunk {chunk}");
+        let expected: Vec<(usize, (usize, usize))> = whole
+            .loaded
+            .iter()
+            .map(|(i, s)| (*i, (*i, s.len())))
+            .collect();
+        assert_eq!(kept, expected, "chunk {chunk}");
+        let expected: Vec<usize> = whole.skipped.iter().map(|(i, _)| *i).collect();
+        assert_eq!(skipped, expected, "chunk {chunk}");
+    }
+    let strict = ClipLoad {
+        sample_rate: 16_000,
+        skip_bad_files: false,
+        label: "test",
+        progress: &Silent,
+    };
+    let err = strict
+        .in_chunks(&clips, 3, |_, s| s, |_| Ok(()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&bad[0].0.display().to_string()), "{err}");
 }
