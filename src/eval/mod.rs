@@ -26,7 +26,7 @@ pub use scoring::{
     finetune_scores, linear_scores, logistic_scores, mean_std, ProbeInputs, ScoreContext,
 };
 pub use seeds::{
-    sample_mean_sd, seed_rows, t_975, Interval, SeedRow, SeedRun, SeedTable, BASELINE_ENCODER,
-    MEAN_TASK,
+    paired_differences, sample_mean_sd, seed_rows, t_975, Interval, PairedDifference, SeedRow,
+    SeedRun, SeedTable, BASELINE_ENCODER, MEAN_TASK,
 };
 pub use summary::{lape_table, Cell, LapeRow, LapeTable, TABLE_METRIC};

@@ -222,6 +222,63 @@ pub fn seed_rows(runs: &[SeedRun]) -> Vec<SeedRow> {
     order_tasks(rows, &tasks)
 }
 
+/// One task's comparison of two suite members' encoders over the seeds both ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairedDifference {
+    /// Task, or [`MEAN_TASK`].
+    pub task: String,
+    /// Seeds both members scored the task with.
+    pub seeds: usize,
+    /// Test accuracy of `a` minus that of `b`, paired by seed, with its 95 % interval
+    /// (`None` under two seeds).
+    pub difference: Option<Interval>,
+}
+
+/// `encoder_a` of the runs `a` against `encoder_b` of the runs `b` under `protocol`, paired
+/// by pre-training seed (runs of the same seed share the initial encoder and, on the demo
+/// corpus, the clips), per task and for the mean over tasks. Seeds that only one side ran
+/// are left out. This is how two methods of different suites are compared: the spread is
+/// over pre-training seeds, not probe seeds.
+pub fn paired_differences(
+    (a, encoder_a): (&[SeedRun], &str),
+    (b, encoder_b): (&[SeedRun], &str),
+    protocol: &str,
+) -> Vec<PairedDifference> {
+    let by_seed = |runs: &[SeedRun]| -> BTreeMap<u64, BTreeMap<Key, (f64, f64)>> {
+        runs.iter()
+            .map(|r| (r.seed, run_scores(&r.scores)))
+            .collect()
+    };
+    // Tasks in the order the runs' scores list them, as in the seed table.
+    let mut tasks: Vec<String> = Vec::new();
+    for s in a.iter().flat_map(|r| &r.scores) {
+        if s.encoder == encoder_a && s.protocol == protocol && !tasks.contains(&s.task) {
+            tasks.push(s.task.clone());
+        }
+    }
+    tasks.push(MEAN_TASK.to_owned());
+    let (a, b) = (by_seed(a), by_seed(b));
+    tasks
+        .into_iter()
+        .filter_map(|task| {
+            let key = |encoder: &str| (encoder.to_owned(), protocol.to_owned(), task.clone());
+            let differences: Vec<f64> = a
+                .iter()
+                .filter_map(|(seed, scores)| {
+                    let x = scores.get(&key(encoder_a))?.0;
+                    let y = b.get(seed)?.get(&key(encoder_b))?.0;
+                    Some(x - y)
+                })
+                .collect();
+            (!differences.is_empty()).then(|| PairedDifference {
+                seeds: differences.len(),
+                difference: Interval::student_t(&differences),
+                task,
+            })
+        })
+        .collect()
+}
+
 /// Keeps each (member, encoder, protocol) together, tasks in `tasks` order.
 fn order_tasks(rows: Vec<SeedRow>, tasks: &[String]) -> Vec<SeedRow> {
     let mut groups: Vec<(String, String, String)> = Vec::new();
@@ -432,6 +489,34 @@ mod tests {
             seed,
             scores,
         }
+    }
+
+    #[test]
+    fn paired_differences_pair_by_seed_and_skip_unmatched_seeds() {
+        // Member a's SLICER is 0.1 above member b's on task a and 0.2 below on task b, for
+        // every seed both ran; seed 4 ran only in a.
+        let a: Vec<SeedRun> = [(1, 0.5), (2, 0.6), (3, 0.7), (4, 0.9)]
+            .map(|(seed, x)| run(seed, [x, x], [0.0, 0.0]))
+            .into();
+        let b: Vec<SeedRun> = [(3, 0.7), (2, 0.6), (1, 0.5)]
+            .map(|(seed, x)| run(seed, [x - 0.1, x + 0.2], [0.0, 0.0]))
+            .into();
+        let rows = paired_differences((&a, "slicer"), (&b, "slicer"), "logistic");
+        let tasks: Vec<&str> = rows.iter().map(|r| r.task.as_str()).collect();
+        assert_eq!(tasks, ["b", "a", MEAN_TASK], "the scores' order");
+        let close = |x: f64, y: f64| (x - y).abs() < 1e-12;
+        for (row, expected) in rows.iter().zip([-0.2, 0.1, -0.05]) {
+            assert_eq!(row.seeds, 3);
+            let d = row.difference.unwrap();
+            assert!(close(d.mean, expected), "{row:?}");
+            // Identical differences over seeds: a zero-width interval.
+            assert!(close(d.low, d.high), "{row:?}");
+        }
+        // Against random init of the same runs: the gain, as in the seed table.
+        let gain = paired_differences((&a, "slicer"), (&a, "random_init"), "logistic");
+        assert_eq!(gain[1].seeds, 4);
+        assert!(close(gain[1].difference.unwrap().mean, 0.675));
+        assert!(paired_differences((&a, "slicer"), (&b, "slicer"), "linear").is_empty());
     }
 
     #[test]

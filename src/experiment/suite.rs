@@ -351,6 +351,12 @@ impl Suite {
         if self.seeds.is_empty() {
             return Ok(None);
         }
+        Ok(Some(SeedTable::new(&self.seed_runs()?)))
+    }
+
+    /// The scores of every member's finished run, with its member name and pre-training
+    /// seed (what [`crate::eval::paired_differences`] compares across suites).
+    pub fn seed_runs(&self) -> Result<Vec<SeedRun>> {
         let mut runs = Vec::new();
         for member in &self.members {
             if let Some(run) = member.scored_run()? {
@@ -361,7 +367,7 @@ impl Suite {
                 });
             }
         }
-        Ok(Some(SeedTable::new(&runs)))
+        Ok(runs)
     }
 
     /// Where the suite's table is written: `<output.root of its first member>/suites/<name>`.
