@@ -87,6 +87,17 @@ impl RunDir {
             })
             .expect("an unused name exists")?;
         let (git_commit, git_dirty) = git_state();
+        let build_commit = env!("SLICER_BUILD_COMMIT");
+        if let Some(head) = git_commit
+            .as_deref()
+            .filter(|h| !build_commit.is_empty() && *h != build_commit)
+        {
+            // A stale binary, or a build folder shared with another checkout (cargo then
+            // reuses that checkout's build-script output, commit included).
+            tracing::warn!(
+                "the binary records commit {build_commit} but the checkout is at {head}: run.json keeps both; rebuild (cargo build --release) so they agree"
+            );
+        }
         let provenance = Provenance {
             run_id: id.clone(),
             spec_name: spec.name.clone(),
@@ -96,7 +107,7 @@ impl RunDir {
             overrides: loaded.overrides.clone(),
             git_commit,
             git_dirty,
-            build_commit: Some(env!("SLICER_BUILD_COMMIT"))
+            build_commit: Some(build_commit)
                 .filter(|c| !c.is_empty())
                 .map(str::to_owned),
             build_dirty: env!("SLICER_BUILD_DIRTY").parse().ok(),
