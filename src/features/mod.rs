@@ -9,5 +9,5 @@ mod set;
 pub use config::{FrontendConfig, MelNorm, MelScale, NormalizationConfig, PadMode};
 pub use logmel::{LogMelFrontend, LogMelSpectrogram};
 pub use mel::{hz_to_mel, mel_filterbank, mel_to_hz, MelFilterbank};
-pub use norm::{NormAccumulator, NormStats};
+pub use norm::NormStats;
 pub use set::{batches, SpectrogramSet};

@@ -59,7 +59,7 @@ impl NormStats {
 
 /// Running sums for [`NormStats`], fed one spectrogram at a time (in f64, in order).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct NormAccumulator {
+struct NormAccumulator {
     values: usize,
     sum: f64,
     sum_sq: f64,
@@ -68,7 +68,7 @@ pub struct NormAccumulator {
 
 impl NormAccumulator {
     /// Adds one spectrogram's values.
-    pub fn add(&mut self, values: &[f32]) {
+    fn add(&mut self, values: &[f32]) {
         self.clips += 1;
         self.values += values.len();
         for &v in values {
@@ -78,7 +78,7 @@ impl NormAccumulator {
     }
 
     /// The statistics of everything added; an error if no value was.
-    pub fn finish(self) -> Result<NormStats> {
+    fn finish(self) -> Result<NormStats> {
         if self.values == 0 {
             return Err(Error::Invalid(
                 "normalisation statistics need at least one non-empty clip".into(),
