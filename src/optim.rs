@@ -74,6 +74,18 @@ impl Default for OptimizerConfig {
 }
 
 impl OptimizerConfig {
+    /// Adam (AdamW without weight decay) with PyTorch's defaults at learning rate `lr`: the
+    /// probes' and fine-tuning's optimiser (docs/method.md §9.3).
+    pub fn adam(lr: f64) -> Self {
+        OptimizerConfig::Adamw {
+            lr,
+            beta1: default_beta1(),
+            beta2: default_beta2(),
+            eps: default_eps(),
+            weight_decay: 0.0,
+        }
+    }
+
     /// The base learning rate.
     pub fn lr(&self) -> f64 {
         match self {
@@ -143,6 +155,29 @@ impl Optimizer {
     /// One update of `params` with their gradients in `grads` at learning rate `lr`.
     /// Parameters without a gradient are left alone, as in PyTorch.
     pub fn step(&mut self, params: &[Var], grads: &GradStore, lr: f64) -> Result<()> {
+        self.update(params, lr, |_, param| grads.get(param.as_tensor()).cloned())
+    }
+
+    /// One update of `params` with gradients computed outside autograd (`grads[i]` for
+    /// `params[i]`), as the linear probe computes its own.
+    pub fn step_with_gradients(&mut self, params: &[Var], grads: &[Tensor], lr: f64) -> Result<()> {
+        if grads.len() != params.len() {
+            candle_core::bail!(
+                "{} gradients given for {} parameters",
+                grads.len(),
+                params.len()
+            );
+        }
+        self.update(params, lr, |i, _| Some(grads[i].clone()))
+    }
+
+    /// The update rule, with `gradient(i, param)` supplying each parameter's gradient.
+    fn update(
+        &mut self,
+        params: &[Var],
+        lr: f64,
+        gradient: impl Fn(usize, &Var) -> Option<Tensor>,
+    ) -> Result<()> {
         if params.len() != self.slots.len() {
             candle_core::bail!(
                 "optimiser built for {} parameters, given {}",
@@ -152,10 +187,10 @@ impl Optimizer {
         }
         self.steps += 1;
         let t = self.steps as i32;
-        for (param, slot) in params.iter().zip(self.slots.iter_mut()) {
+        for (i, (param, slot)) in params.iter().zip(self.slots.iter_mut()).enumerate() {
             // Detached: a gradient carries the autograd graph of its step (every activation);
             // kept in a moment buffer it would hold every step's graph alive.
-            let Some(grad) = grads.get(param.as_tensor()).map(Tensor::detach) else {
+            let Some(grad) = gradient(i, param).map(|g| g.detach()) else {
                 continue;
             };
             // The update is plain arithmetic on values: no graph may link one step to the next.
@@ -270,6 +305,41 @@ mod tests {
             }
             assert!(opt.state().iter().all(|(_, t)| !t.track_op()));
         }
+    }
+
+    /// Gradients handed in (the linear probe's) update exactly as autograd's do.
+    #[test]
+    fn handed_in_gradients_update_as_autograd_ones() {
+        let start = [0.5f32, -1.5, 2.0];
+        let var = || Var::from_tensor(&Tensor::new(&start, &Device::Cpu).unwrap()).unwrap();
+        let (a, b) = (var(), var());
+        let (mut by_store, mut by_hand) = (
+            Optimizer::new(OptimizerConfig::adam(0.1), 1),
+            Optimizer::new(OptimizerConfig::adam(0.1), 1),
+        );
+        for _ in 0..3 {
+            let grads = a
+                .as_tensor()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            by_store
+                .step(std::slice::from_ref(&a), &grads, 0.1)
+                .unwrap();
+            let grad = (b.as_tensor() * 2.0).unwrap();
+            by_hand
+                .step_with_gradients(std::slice::from_ref(&b), &[grad], 0.1)
+                .unwrap();
+        }
+        let values = |v: &Var| v.as_tensor().to_vec1::<f32>().unwrap();
+        assert_eq!(values(&a), values(&b));
+        assert_ne!(values(&a), start);
+        assert!(by_hand
+            .step_with_gradients(std::slice::from_ref(&b), &[], 0.1)
+            .is_err());
     }
 
     #[test]

@@ -57,14 +57,7 @@ pub fn finetune(
         .map(|(_, v)| v)
         .collect();
     params.extend(head.named_params("head").into_iter().map(|(_, v)| v));
-    let adam = OptimizerConfig::Adamw {
-        lr: cfg.lr,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.0,
-    };
-    let mut optimizer = Optimizer::new(adam, params.len());
+    let mut optimizer = Optimizer::new(OptimizerConfig::adam(cfg.lr), params.len());
     let logits = |batch: &[&LogMelSpectrogram], dropout: Option<&mut rand_chacha::ChaCha8Rng>| {
         let x: Vec<f32> = batch.iter().flat_map(|s| s.data.iter().copied()).collect();
         let mut x = x;

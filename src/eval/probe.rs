@@ -3,14 +3,17 @@
 //! validation split. The test accuracy at that epoch is the score; the maximum test accuracy
 //! over epochs is also returned, labelled as LAPE's protocol, for comparison only.
 //!
-//! Written in plain Rust: a probe on a few thousand fixed vectors is a few million
-//! multiply-adds per epoch, and needs no autograd.
+//! The gradient is written in plain Rust (a probe on a few thousand fixed vectors is a few
+//! million multiply-adds per epoch, and needs no autograd); the update is the crate's one
+//! optimiser, [`crate::optim::Optimizer`], as in fine-tuning and pre-training.
 
+use candle_core::{Device, Tensor, Var};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::optim::{Optimizer, OptimizerConfig};
 use crate::problems::Problem;
 
 /// Probe hyperparameters.
@@ -32,8 +35,21 @@ pub struct ProbeConfig {
 }
 
 /// An evaluation protocol (docs/method.md §9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Protocol {
     /// Linear probe on frozen embeddings, epoch chosen on the validation split (docs/method.md §9.3).
     Linear,
@@ -159,14 +175,22 @@ pub fn linear_probe(
     );
     let mut rng = crate::rng::stream(seed, "probe");
     let mut model = Linear::new(dim, n_classes, &mut rng);
-    let mut adam = Adam::new(model.params.len(), cfg.lr);
+    let n_params = model.params.len();
+    let weights = Var::from_vec(model.params.clone(), n_params, &Device::Cpu)
+        .map_err(Error::tensor("linear probe parameters"))?;
+    let mut optimizer = Optimizer::new(OptimizerConfig::adam(cfg.lr), 1);
     let mut order: Vec<usize> = (0..train.y.len()).collect();
     let mut selection = EpochSelection::new(seed);
     for epoch in 1..=cfg.epochs {
         order.shuffle(&mut rng);
         for batch in order.chunks(cfg.batch_size) {
             let grad = model.gradient(&xtr, train.y, batch);
-            adam.step(&mut model.params, &grad);
+            let update = || -> candle_core::Result<Vec<f32>> {
+                let grad = Tensor::from_vec(grad, n_params, &Device::Cpu)?;
+                optimizer.step_with_gradients(std::slice::from_ref(&weights), &[grad], cfg.lr)?;
+                weights.as_tensor().to_vec1()
+            };
+            model.params = update().map_err(Error::tensor("linear probe update"))?;
         }
         selection.record(
             epoch,
@@ -383,43 +407,6 @@ fn argmax(v: &[f32]) -> usize {
             }
         })
         .0
-}
-
-/// Adam (Kingma & Ba) with PyTorch's defaults: betas (0.9, 0.999), eps 1e-8, bias correction.
-struct Adam {
-    lr: f64,
-    t: i32,
-    m: Vec<f32>,
-    v: Vec<f32>,
-}
-
-impl Adam {
-    fn new(n: usize, lr: f64) -> Self {
-        Self {
-            lr,
-            t: 0,
-            m: vec![0.0; n],
-            v: vec![0.0; n],
-        }
-    }
-
-    fn step(&mut self, params: &mut [f32], grad: &[f32]) {
-        const B1: f64 = 0.9;
-        const B2: f64 = 0.999;
-        self.t += 1;
-        let step = (self.lr / (1.0 - B1.powi(self.t))) as f32;
-        let correction2 = (1.0 - B2.powi(self.t)).sqrt() as f32;
-        for (((p, g), m), v) in params
-            .iter_mut()
-            .zip(grad)
-            .zip(&mut self.m)
-            .zip(&mut self.v)
-        {
-            *m = B1 as f32 * *m + (1.0 - B1 as f32) * g;
-            *v = B2 as f32 * *v + (1.0 - B2 as f32) * g * g;
-            *p -= step * *m / (v.sqrt() / correction2 + 1e-8);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -3,10 +3,11 @@
 
 use crate::cache::{EmbeddingCache, FeatureCache};
 use crate::data::Task;
-use crate::error::Result;
-use crate::eval::{lape_table, ScoreContext};
+use crate::error::{Error, Result};
+use crate::eval::{lape_table, ProbeConfig, Protocol, ScoreContext};
 use crate::features::NormStats;
 use crate::progress::Progress;
+use crate::results::ScoreRow;
 use crate::run::RunDir;
 use crate::spec::ExperimentSpec;
 
@@ -14,10 +15,12 @@ use super::pipeline::{self, TaskFeatures};
 use super::{Report, Stage};
 
 /// Features, then (per stage) the floor, embeddings and probes; writes `features.json` and
-/// `scores.parquet` in the run folder.
+/// `scores.parquet` in the run folder. With `rescored`, only those protocols are probed and
+/// the run's other score rows are kept.
 pub(super) fn evaluate(
     stage: Stage,
     spec: &ExperimentSpec,
+    rescored: Option<&[Protocol]>,
     tasks: &[Task],
     run: &RunDir,
     stats: &NormStats,
@@ -38,6 +41,21 @@ pub(super) fn evaluate(
         spec: spec.name.clone(),
         spec_hash: spec.hash()[..8].to_owned(),
         seed: spec.seed,
+    };
+    // The rows keep the spec's hash; only the probing below sees the narrower protocol list.
+    let narrowed;
+    let spec = match rescored {
+        Some(protocols) => {
+            narrowed = ExperimentSpec {
+                probe: ProbeConfig {
+                    protocols: protocols.to_vec(),
+                    ..spec.probe.clone()
+                },
+                ..spec.clone()
+            };
+            &narrowed
+        }
+        None => spec,
     };
     let mut scores = Vec::new();
     if matches!(stage, Stage::Floor | Stage::Probe | Stage::All) && spec.eval.floor {
@@ -100,6 +118,9 @@ pub(super) fn evaluate(
     let mut report = Report::default();
     if !scores.is_empty() {
         let path = run.file("scores.parquet");
+        if let Some(protocols) = rescored {
+            scores = rescored_rows(&path, protocols, scores)?;
+        }
         crate::results::write_scores(&path, &scores)?;
         tracing::info!("{} scores -> {}", scores.len(), path.display());
         report.say(format!(
@@ -109,6 +130,55 @@ pub(super) fn evaluate(
         report.scores = scores;
     }
     Ok(report)
+}
+
+/// The rows of `path` (a run's `scores.parquet`) with those of the `rescored` protocols
+/// replaced by `fresh`: see [`replace_rows`].
+fn rescored_rows(
+    path: &std::path::Path,
+    rescored: &[Protocol],
+    fresh: Vec<ScoreRow>,
+) -> Result<Vec<ScoreRow>> {
+    if !path.exists() {
+        return Err(Error::Dataset {
+            path: path.to_owned(),
+            message: "no scores to keep the other protocols' rows from; run --stage probe without --protocols".into(),
+        });
+    }
+    Ok(replace_rows(
+        crate::results::read_scores(path)?,
+        rescored,
+        fresh,
+    ))
+}
+
+/// `old` with its rows of the `rescored` protocols replaced by `fresh`, in place: each
+/// (encoder, task)'s fresh rows go where its first replaced row was, so tables built in row
+/// order keep their order; fresh rows of a pair `old` lacked go at the end.
+fn replace_rows(old: Vec<ScoreRow>, rescored: &[Protocol], fresh: Vec<ScoreRow>) -> Vec<ScoreRow> {
+    let is_rescored = |row: &ScoreRow| rescored.iter().any(|p| p.name() == row.protocol);
+    let pair = |row: &ScoreRow| (row.encoder.clone(), row.task.clone());
+    let mut fresh_by_pair: Vec<((String, String), Vec<ScoreRow>)> = Vec::new();
+    for row in fresh {
+        let key = pair(&row);
+        match fresh_by_pair.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, rows)) => rows.push(row),
+            None => fresh_by_pair.push((key, vec![row])),
+        }
+    }
+    let mut out = Vec::new();
+    for row in old {
+        if !is_rescored(&row) {
+            out.push(row);
+            continue;
+        }
+        let key = pair(&row);
+        if let Some(k) = fresh_by_pair.iter().position(|(p, _)| *p == key) {
+            out.extend(fresh_by_pair.remove(k).1);
+        }
+    }
+    out.extend(fresh_by_pair.into_iter().flat_map(|(_, rows)| rows));
+    out
 }
 
 /// Each task's clip and skipped-clip counts per split (`features.json`).
@@ -123,4 +193,51 @@ fn feature_sizes(features: &[TaskFeatures]) -> Vec<serde_json::Value> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(encoder: &str, task: &str, protocol: Protocol, value: f64) -> ScoreRow {
+        ScoreRow {
+            run: "r".into(),
+            spec: "s".into(),
+            spec_hash: "h".into(),
+            encoder: encoder.into(),
+            task: task.into(),
+            protocol: protocol.name().into(),
+            seed: 0,
+            metric: "test_accuracy".into(),
+            value,
+            n_train: 1,
+            n_valid: 1,
+            n_test: 1,
+            best_epoch: 1,
+            wall_s: 0.0,
+        }
+    }
+
+    #[test]
+    fn rescored_rows_replace_the_old_ones_in_place() {
+        use Protocol::{Linear, Logistic};
+        let old = vec![
+            row("a", "t1", Logistic, 1.0),
+            row("a", "t1", Linear, 2.0),
+            row("a", "t1", Linear, 3.0),
+            row("a", "t2", Logistic, 4.0),
+            row("a", "t2", Linear, 5.0),
+        ];
+        let fresh = vec![
+            row("a", "t1", Linear, 20.0),
+            row("a", "t1", Linear, 30.0),
+            row("a", "t2", Linear, 50.0),
+            row("b", "t1", Linear, 60.0),
+        ];
+        let values: Vec<f64> = replace_rows(old, &[Linear], fresh)
+            .iter()
+            .map(|r| r.value)
+            .collect();
+        assert_eq!(values, [1.0, 20.0, 30.0, 4.0, 50.0, 60.0]);
+    }
 }

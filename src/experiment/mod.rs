@@ -31,7 +31,7 @@ use std::path::Path;
 
 use crate::data::Task;
 use crate::error::{Error, Result};
-use crate::eval::{lape_table, EncoderChoice, LapeTable};
+use crate::eval::{lape_table, EncoderChoice, LapeTable, Protocol};
 use crate::features::NormStats;
 use crate::progress::Progress;
 use crate::run::{latest_scores, RunDir};
@@ -96,6 +96,7 @@ pub struct Experiment {
     stats: NormStats,
     tasks: Vec<Task>,
     resumed: bool,
+    rescored: Option<Vec<Protocol>>,
 }
 
 impl Experiment {
@@ -143,7 +144,25 @@ impl Experiment {
             stats,
             tasks,
             resumed,
+            rescored: None,
         }
+    }
+
+    /// Restricts [`Stage::Probe`] to `protocols` (each must be in the spec's
+    /// `probe.protocols`): only their rows are computed again, and the run's other rows are
+    /// kept from its `scores.parquet`. For re-scoring a finished run after a probe changed,
+    /// without re-running the slower protocols; the spec and its hash are unchanged.
+    pub fn rescoring(mut self, protocols: Vec<Protocol>) -> Result<Self> {
+        let spec = &self.loaded.spec;
+        if let Some(missing) = protocols.iter().find(|p| !spec.probe.protocols.contains(p)) {
+            return Err(Error::Invalid(format!(
+                "--protocols {}: not among this spec's probe.protocols ({}); re-score only protocols the run scored",
+                missing.name(),
+                spec.probe.protocols.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        self.rescored = Some(protocols);
+        Ok(self)
     }
 
     /// The run folder.
@@ -161,6 +180,11 @@ impl Experiment {
             return summary_report(root);
         }
         stage.check(spec, self.resumed)?;
+        if self.rescored.is_some() && stage != Stage::Probe {
+            return Err(Error::Invalid(format!(
+                "--protocols re-scores a finished run: use it with --stage probe, not {stage:?}"
+            )));
+        }
         let mut report = Report::default();
         if stage.pretrains() {
             report.say(self.pretrain(progress)?);
@@ -172,6 +196,7 @@ impl Experiment {
             report.extend(evaluate::evaluate(
                 stage,
                 spec,
+                self.rescored.as_deref(),
                 &self.tasks,
                 &self.run,
                 &self.stats,

@@ -38,6 +38,66 @@ fn stages_run_in_process_and_report_their_scores() {
     );
 }
 
+/// Re-scoring one protocol of a finished run recomputes its rows in place and keeps the
+/// others; a protocol the spec does not score, or a stage other than probe, is refused.
+#[test]
+fn rescoring_a_protocol_keeps_the_other_rows_in_place() {
+    use slicer::eval::Protocol;
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = smoke(
+        dir.path(),
+        &[
+            "eval.encoders=[random_init]",
+            "probe.protocols=[logistic, linear]",
+            "probe.seeds=1",
+        ],
+    );
+    let experiment = Experiment::create(&loaded, &Silent).unwrap();
+    let first = experiment.run(Stage::Probe, &Silent).unwrap().scores;
+    let run = &experiment.run_dir().path;
+
+    let refused = Experiment::resume(&loaded, run)
+        .unwrap()
+        .rescoring(vec![Protocol::Finetune])
+        .unwrap_err();
+    assert!(refused.to_string().contains("probe.protocols"), "{refused}");
+    let wrong_stage = Experiment::resume(&loaded, run)
+        .unwrap()
+        .rescoring(vec![Protocol::Linear])
+        .unwrap()
+        .run(Stage::Floor, &Silent)
+        .unwrap_err();
+    assert!(
+        wrong_stage.to_string().contains("--stage probe"),
+        "{wrong_stage}"
+    );
+
+    let again = Experiment::resume(&loaded, run)
+        .unwrap()
+        .rescoring(vec![Protocol::Linear])
+        .unwrap()
+        .run(Stage::Probe, &Silent)
+        .unwrap()
+        .scores;
+    let key = |r: &slicer::results::ScoreRow| {
+        (
+            r.encoder.clone(),
+            r.task.clone(),
+            r.protocol.clone(),
+            r.seed,
+            r.metric.clone(),
+            r.value,
+        )
+    };
+    assert!(first.iter().any(|r| r.protocol == "logistic"));
+    assert_eq!(
+        first.iter().map(key).collect::<Vec<_>>(),
+        again.iter().map(key).collect::<Vec<_>>()
+    );
+    let written = slicer::results::read_scores(&run.join("scores.parquet")).unwrap();
+    assert_eq!(written.len(), first.len());
+}
+
 /// Pre-training, probes and the LAPE table in-process; resuming the finished run and
 /// probing again gives the same scores.
 #[test]

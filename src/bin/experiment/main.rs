@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use slicer::device::DeviceSpec;
+use slicer::eval::Protocol;
 use slicer::experiment::suite::{is_suite, Suite};
 use slicer::experiment::{run_suite, summary_report, Experiment, Stage, SuiteOptions};
 use slicer::spec::LoadedSpec;
@@ -40,6 +41,10 @@ struct Cli {
     /// Which stage to run.
     #[arg(long, value_enum, default_value_t = Stage::All)]
     stage: Stage,
+    /// With `--stage probe --resume RUN_DIR`: probe only these protocols (comma-separated,
+    /// e.g. `linear,linear_lape`) and keep the run's other score rows.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "PROTOCOLS")]
+    protocols: Vec<Protocol>,
     /// Print the resolved spec (defaults filled in, overrides applied) and exit.
     #[arg(long)]
     print_config: bool,
@@ -107,8 +112,11 @@ fn run(mut cli: Cli) -> anyhow::Result<()> {
                 }
                 return Ok(());
             }
-            if cli.resume.is_some() || !matches!(cli.stage, Stage::All | Stage::Summary) {
-                anyhow::bail!("a suite runs every stage of each member (and resumes interrupted members by itself): drop --stage and --resume, or run a member's spec alone");
+            if cli.resume.is_some()
+                || !cli.protocols.is_empty()
+                || !matches!(cli.stage, Stage::All | Stage::Summary)
+            {
+                anyhow::bail!("a suite runs every stage of each member (and resumes interrupted members by itself): drop --stage, --resume and --protocols, or run a member's spec alone");
             }
             let options = SuiteOptions {
                 rerun: cli.rerun,
@@ -127,10 +135,13 @@ fn run(mut cli: Cli) -> anyhow::Result<()> {
                 summary_report(&loaded.spec.output.root)?
             } else {
                 cli.stage.check(&loaded.spec, cli.resume.is_some())?;
-                let experiment = match &cli.resume {
+                let mut experiment = match &cli.resume {
                     Some(dir) => Experiment::resume(&loaded, dir)?,
                     None => Experiment::create(&loaded, &bars)?,
                 };
+                if !cli.protocols.is_empty() {
+                    experiment = experiment.rescoring(cli.protocols)?;
+                }
                 experiment.run(cli.stage, &bars)?
             }
         }
