@@ -277,6 +277,15 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
+    /// The gradients of `sum(p^2)`.
+    fn square_sum_grads(p: &Var) -> GradStore {
+        p.as_tensor()
+            .sqr()
+            .and_then(|t| t.sum_all())
+            .and_then(|t| t.backward())
+            .unwrap()
+    }
+
     /// Optimiser state that kept a step's autograd graph alive grew memory without bound
     /// (15 GB after 10 steps of the demo); the slots must hold plain values.
     #[test]
@@ -293,14 +302,7 @@ mod tests {
                 Var::from_tensor(&Tensor::new(&[1f32, -2.0, 3.0], &Device::Cpu).unwrap()).unwrap();
             let mut opt = Optimizer::new(config, 1);
             for _ in 0..2 {
-                let grads = p
-                    .as_tensor()
-                    .sqr()
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .backward()
-                    .unwrap();
+                let grads = square_sum_grads(&p);
                 opt.step(std::slice::from_ref(&p), &grads, 0.1).unwrap();
             }
             assert!(opt.state().iter().all(|(_, t)| !t.track_op()));
@@ -318,14 +320,7 @@ mod tests {
             Optimizer::new(OptimizerConfig::adam(0.1), 1),
         );
         for _ in 0..3 {
-            let grads = a
-                .as_tensor()
-                .sqr()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let grads = square_sum_grads(&a);
             by_store
                 .step(std::slice::from_ref(&a), &grads, 0.1)
                 .unwrap();

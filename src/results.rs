@@ -68,6 +68,36 @@ pub struct ScoreRow {
     pub wall_s: f64,
 }
 
+#[cfg(test)]
+impl ScoreRow {
+    /// A `test_accuracy`-style row for unit tests: run `r`, spec `s`, one example per split.
+    pub(crate) fn example(
+        encoder: &str,
+        task: &str,
+        protocol: &str,
+        metric: &str,
+        seed: u64,
+        value: f64,
+    ) -> Self {
+        ScoreRow {
+            run: "r".into(),
+            spec: "s".into(),
+            spec_hash: "h".into(),
+            encoder: encoder.into(),
+            task: task.into(),
+            protocol: protocol.into(),
+            seed,
+            metric: metric.into(),
+            value,
+            n_train: 1,
+            n_valid: 1,
+            n_test: 1,
+            best_epoch: 0,
+            wall_s: 0.0,
+        }
+    }
+}
+
 /// A column of `rows` built by `f`.
 fn column<R, T>(rows: &[R], name: &str, f: impl Fn(&R) -> T) -> Column
 where

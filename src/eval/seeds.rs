@@ -458,22 +458,7 @@ mod tests {
     use super::*;
 
     fn row(encoder: &str, task: &str, metric: &str, probe_seed: u64, value: f64) -> ScoreRow {
-        ScoreRow {
-            run: "r".into(),
-            spec: "s".into(),
-            spec_hash: "h".into(),
-            encoder: encoder.into(),
-            task: task.into(),
-            protocol: "logistic".into(),
-            seed: probe_seed,
-            metric: metric.into(),
-            value,
-            n_train: 1,
-            n_valid: 1,
-            n_test: 1,
-            best_epoch: 0,
-            wall_s: 0.0,
-        }
+        ScoreRow::example(encoder, task, "logistic", metric, probe_seed, value)
     }
 
     fn run(seed: u64, slicer: [f64; 2], random: [f64; 2]) -> SeedRun {

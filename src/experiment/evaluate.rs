@@ -200,22 +200,7 @@ mod tests {
     use super::*;
 
     fn row(encoder: &str, task: &str, protocol: Protocol, value: f64) -> ScoreRow {
-        ScoreRow {
-            run: "r".into(),
-            spec: "s".into(),
-            spec_hash: "h".into(),
-            encoder: encoder.into(),
-            task: task.into(),
-            protocol: protocol.name().into(),
-            seed: 0,
-            metric: "test_accuracy".into(),
-            value,
-            n_train: 1,
-            n_valid: 1,
-            n_test: 1,
-            best_epoch: 1,
-            wall_s: 0.0,
-        }
+        ScoreRow::example(encoder, task, protocol.name(), "test_accuracy", 0, value)
     }
 
     #[test]

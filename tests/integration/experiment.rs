@@ -6,6 +6,20 @@ use slicer::experiment::{Experiment, Stage};
 use slicer::progress::Silent;
 use slicer::spec::LoadedSpec;
 
+/// What identifies a score row and its value (not its timing).
+type ScoreKey = (String, String, String, u64, String, f64);
+
+fn score_key(r: &slicer::results::ScoreRow) -> ScoreKey {
+    (
+        r.encoder.clone(),
+        r.task.clone(),
+        r.protocol.clone(),
+        r.seed,
+        r.metric.clone(),
+        r.value,
+    )
+}
+
 fn smoke(root: &Path, extra: &[&str]) -> LoadedSpec {
     let mut overrides = vec![format!("output.root={}", root.display())];
     overrides.extend(extra.iter().map(|s| s.to_string()));
@@ -79,20 +93,10 @@ fn rescoring_a_protocol_keeps_the_other_rows_in_place() {
         .run(Stage::Probe, &Silent)
         .unwrap()
         .scores;
-    let key = |r: &slicer::results::ScoreRow| {
-        (
-            r.encoder.clone(),
-            r.task.clone(),
-            r.protocol.clone(),
-            r.seed,
-            r.metric.clone(),
-            r.value,
-        )
-    };
     assert!(first.iter().any(|r| r.protocol == "logistic"));
     assert_eq!(
-        first.iter().map(key).collect::<Vec<_>>(),
-        again.iter().map(key).collect::<Vec<_>>()
+        first.iter().map(score_key).collect::<Vec<_>>(),
+        again.iter().map(score_key).collect::<Vec<_>>()
     );
     let written = slicer::results::read_scores(&run.join("scores.parquet")).unwrap();
     assert_eq!(written.len(), first.len());
@@ -111,18 +115,8 @@ fn a_whole_run_in_process_and_its_resumed_probe_agree() {
     assert!(dir.path().join("lape_table.md").is_file());
     let resumed = Experiment::resume(&loaded, &experiment.run_dir().path).unwrap();
     let again = resumed.run(Stage::Probe, &Silent).unwrap();
-    let key = |r: &slicer::results::ScoreRow| {
-        (
-            r.encoder.clone(),
-            r.task.clone(),
-            r.protocol.clone(),
-            r.seed,
-            r.metric.clone(),
-            r.value,
-        )
-    };
-    let mut first: Vec<_> = report.scores.iter().map(key).collect();
-    let mut second: Vec<_> = again.scores.iter().map(key).collect();
+    let mut first: Vec<_> = report.scores.iter().map(score_key).collect();
+    let mut second: Vec<_> = again.scores.iter().map(score_key).collect();
     first.sort_by(|a, b| a.partial_cmp(b).unwrap());
     second.sort_by(|a, b| a.partial_cmp(b).unwrap());
     assert_eq!(first, second);
