@@ -3,7 +3,7 @@
 
 use crate::cache::{EmbeddingCache, FeatureCache};
 use crate::data::Task;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::eval::{lape_table, ProbeConfig, Protocol, ScoreContext};
 use crate::features::NormStats;
 use crate::progress::Progress;
@@ -139,12 +139,6 @@ fn rescored_rows(
     rescored: &[Protocol],
     fresh: Vec<ScoreRow>,
 ) -> Result<Vec<ScoreRow>> {
-    if !path.exists() {
-        return Err(Error::Dataset {
-            path: path.to_owned(),
-            message: "no scores to keep the other protocols' rows from; run --stage probe without --protocols".into(),
-        });
-    }
     Ok(replace_rows(
         crate::results::read_scores(path)?,
         rescored,

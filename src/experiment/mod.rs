@@ -151,7 +151,8 @@ impl Experiment {
     /// Restricts [`Stage::Probe`] to `protocols` (each must be in the spec's
     /// `probe.protocols`): only their rows are computed again, and the run's other rows are
     /// kept from its `scores.parquet`. For re-scoring a finished run after a probe changed,
-    /// without re-running the slower protocols; the spec and its hash are unchanged.
+    /// without re-running the slower protocols; the spec and its hash are unchanged. The run
+    /// must have been scored already.
     pub fn rescoring(mut self, protocols: Vec<Protocol>) -> Result<Self> {
         let spec = &self.loaded.spec;
         if let Some(missing) = protocols.iter().find(|p| !spec.probe.protocols.contains(p)) {
@@ -160,6 +161,13 @@ impl Experiment {
                 missing.name(),
                 spec.probe.protocols.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ")
             )));
+        }
+        let scores = self.run.file("scores.parquet");
+        if !scores.is_file() {
+            return Err(Error::Dataset {
+                path: scores,
+                message: "no scores to keep the other protocols' rows from; run --stage probe without --protocols".into(),
+            });
         }
         self.rescored = Some(protocols);
         Ok(self)

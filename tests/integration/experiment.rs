@@ -67,8 +67,16 @@ fn rescoring_a_protocol_keeps_the_other_rows_in_place() {
         ],
     );
     let experiment = Experiment::create(&loaded, &Silent).unwrap();
-    let first = experiment.run(Stage::Probe, &Silent).unwrap().scores;
     let run = &experiment.run_dir().path;
+    let unscored = Experiment::resume(&loaded, run)
+        .unwrap()
+        .rescoring(vec![Protocol::Linear])
+        .unwrap_err();
+    assert!(
+        unscored.to_string().contains("scores.parquet"),
+        "{unscored}"
+    );
+    let first = experiment.run(Stage::Probe, &Silent).unwrap().scores;
 
     let refused = Experiment::resume(&loaded, run)
         .unwrap()
