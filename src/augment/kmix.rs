@@ -1,6 +1,8 @@
 //! k-mix (docs/method.md §3.3): mixup whose partner comes from an acoustic cluster chosen relative to
 //! the anchor's, with centroids from our own seeded spherical k-means.
 
+use std::sync::Arc;
+
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -152,20 +154,22 @@ impl Kmix {
         &self.centroids
     }
 
-    /// Mixes `x` with a partner chosen per the policy, then pushes `x`.
-    pub fn apply(&mut self, x: &[f32], rng: &mut impl Rng) -> Vec<f32> {
+    /// Mixes `x` with a partner chosen per the policy, then pushes `x` (shared, not copied).
+    pub fn apply(&mut self, x: Arc<[f32]>, rng: &mut impl Rng) -> Vec<f32> {
         let alpha = (self.cfg.ratio * rng.random::<f64>()) as f32;
-        let anchor_cluster = nearest(&self.centroids, &descriptor(x, self.n_mels));
+        let anchor_cluster = nearest(&self.centroids, &descriptor(&x, self.n_mels));
         let out = match self.partner(anchor_cluster, rng) {
-            Some(z) => log_mixup_exp(x, &self.bank.entries()[z], alpha),
+            Some(z) => log_mixup_exp(&x, &self.bank.entries()[z], alpha),
             None => x.to_vec(),
         };
         if self.bank.len() == self.cfg.bank_size {
             self.bank_clusters.pop_front();
         }
+        self.bank_clusters.push_back(nearest(
+            &self.centroids,
+            &unit(&descriptor(&x, self.n_mels)),
+        ));
         self.bank.push(x);
-        self.bank_clusters
-            .push_back(nearest(&self.centroids, &unit(&descriptor(x, self.n_mels))));
         out
     }
 
@@ -244,11 +248,11 @@ mod tests {
         let mut kmix = Kmix::new(cfg, centroids, 2);
         let mut rng = crate::rng::stream(4, "kmix");
         // 1-frame spectrograms: descriptor = the values.
-        let low = vec![5.0, 0.0];
-        let high = vec![0.0, 5.0];
-        kmix.apply(&low, &mut rng);
-        kmix.apply(&low, &mut rng);
-        kmix.apply(&high, &mut rng);
+        let low: Arc<[f32]> = Arc::from(vec![5.0, 0.0]);
+        let high: Arc<[f32]> = Arc::from(vec![0.0, 5.0]);
+        kmix.apply(Arc::clone(&low), &mut rng);
+        kmix.apply(low, &mut rng);
+        kmix.apply(high, &mut rng);
         assert_eq!(
             kmix.partner(0, &mut rng),
             Some(2),

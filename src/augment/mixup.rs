@@ -1,6 +1,7 @@
 //! Log-mixup-exp with a FIFO memory bank (docs/method.md §3.2, BYOL-A's Mixup).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -24,10 +25,11 @@ impl Default for MixupConfig {
     }
 }
 
-/// A FIFO bank of earlier (un-mixed) inputs.
+/// A FIFO bank of earlier (un-mixed) inputs. Entries are shared, not copied: the two views
+/// of a clip push the same input, and a full bank of 2 048 such pairs holds 1 024 arrays.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryBank {
-    entries: VecDeque<Vec<f32>>,
+    entries: VecDeque<Arc<[f32]>>,
     capacity: usize,
 }
 
@@ -41,15 +43,15 @@ impl MemoryBank {
     }
 
     /// Appends `x`, dropping the oldest entry when full.
-    pub fn push(&mut self, x: &[f32]) {
+    pub fn push(&mut self, x: Arc<[f32]>) {
         if self.entries.len() == self.capacity {
             self.entries.pop_front();
         }
-        self.entries.push_back(x.to_vec());
+        self.entries.push_back(x);
     }
 
     /// Entries, oldest first.
-    pub fn entries(&self) -> &VecDeque<Vec<f32>> {
+    pub fn entries(&self) -> &VecDeque<Arc<[f32]>> {
         &self.entries
     }
 
@@ -72,8 +74,9 @@ pub fn log_mixup_exp(x: &[f32], z: &[f32], alpha: f32) -> Vec<f32> {
         .collect()
 }
 
-/// Random-partner mixup: mixes `x` with a uniformly chosen bank entry, then pushes `x`.
-pub fn mixup(x: &[f32], bank: &mut MemoryBank, ratio: f64, rng: &mut impl Rng) -> Vec<f32> {
+/// Random-partner mixup: mixes `x` with a uniformly chosen bank entry, then pushes `x`
+/// (shared, not copied).
+pub fn mixup(x: &Arc<[f32]>, bank: &mut MemoryBank, ratio: f64, rng: &mut impl Rng) -> Vec<f32> {
     let alpha = (ratio * rng.random::<f64>()) as f32;
     let out = if bank.is_empty() {
         x.to_vec()
@@ -81,7 +84,7 @@ pub fn mixup(x: &[f32], bank: &mut MemoryBank, ratio: f64, rng: &mut impl Rng) -
         let z = &bank.entries()[rng.random_range(0..bank.len())];
         log_mixup_exp(x, z, alpha)
     };
-    bank.push(x);
+    bank.push(Arc::clone(x));
     out
 }
 
@@ -93,9 +96,9 @@ mod tests {
     fn first_call_is_identity_then_mixes_within_bounds() {
         let mut bank = MemoryBank::new(2);
         let mut rng = crate::rng::stream(1, "mixup");
-        let x = vec![0.0f32; 4];
-        assert_eq!(mixup(&x, &mut bank, 0.4, &mut rng), x);
-        let y = vec![1.0f32; 4];
+        let x: Arc<[f32]> = Arc::from(vec![0.0f32; 4]);
+        assert_eq!(mixup(&x, &mut bank, 0.4, &mut rng), x.to_vec());
+        let y: Arc<[f32]> = Arc::from(vec![1.0f32; 4]);
         let out = mixup(&y, &mut bank, 0.4, &mut rng);
         // A weighted log-sum-exp of 1 and 0 with weight <= 0.4 on 0 lies in [ln(0.6e + 0.4), 1].
         assert!(

@@ -1,6 +1,8 @@
 //! The two-view chain (docs/method.md §3.0): each view independently goes Mixup -> RRC -> k-mix (the
 //! toolkit order), or k-mix -> RRC (the research order, where k-mix replaces Mixup).
 
+use std::sync::Arc;
+
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -66,22 +68,21 @@ impl TwoViews {
         }
     }
 
-    fn view(&mut self, x: &[f32], rng: &mut impl Rng) -> Vec<f32> {
-        let mut v = x.to_vec();
+    /// One view of `x`; a bank that keeps the un-augmented input shares `x` with the other
+    /// view's entry instead of copying it.
+    fn view(&mut self, x: &Arc<[f32]>, rng: &mut impl Rng) -> Vec<f32> {
         let replaces = self.cfg.kmix_placement == KmixPlacement::ReplacesMixup;
-        if replaces {
-            if let Some(k) = self.kmix.as_mut() {
-                v = k.apply(&v, rng);
-            }
-        } else if let Some(m) = &self.cfg.mixup {
-            v = mixup(&v, &mut self.mixup_bank, m.ratio, rng);
-        }
+        let mut v = match (&self.cfg.mixup, self.kmix.as_mut()) {
+            (_, Some(k)) if replaces => k.apply(Arc::clone(x), rng),
+            (Some(m), _) if !replaces => mixup(x, &mut self.mixup_bank, m.ratio, rng),
+            _ => x.to_vec(),
+        };
         if let Some(r) = &self.cfg.rrc {
             v = random_resize_crop(&v, self.rows, self.cols, r, rng);
         }
         if !replaces {
             if let Some(k) = self.kmix.as_mut() {
-                v = k.apply(&v, rng);
+                v = k.apply(Arc::from(v), rng);
             }
         }
         v
@@ -89,8 +90,41 @@ impl TwoViews {
 
     /// Two independently augmented views of one normalised spectrogram.
     pub fn views(&mut self, x: &[f32], rng: &mut impl Rng) -> (Vec<f32>, Vec<f32>) {
-        let a = self.view(x, rng);
-        let b = self.view(x, rng);
+        let shared: Arc<[f32]> = Arc::from(x);
+        let a = self.view(&shared, rng);
+        let b = self.view(&shared, rng);
         (a, b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both views push the same input into the Mixup bank (BYOL-A's module is called twice
+    /// per clip); the bank keeps one array for the pair, and each view mixes as before.
+    #[test]
+    fn the_two_views_share_one_mixup_bank_entry() {
+        let cfg = AugmentConfig {
+            rrc: None,
+            kmix: None,
+            ..AugmentConfig::default()
+        };
+        let mut views = TwoViews::new(cfg, None, 2, 3);
+        let mut rng = crate::rng::stream(3, "views");
+        let first = [0.5f32; 6];
+        let (a, b) = views.views(&first, &mut rng);
+        assert_eq!(
+            a,
+            first.to_vec(),
+            "an empty bank leaves the first view as is"
+        );
+        assert_eq!(b.len(), first.len());
+        views.views(&[1.5f32; 6], &mut rng);
+        let entries = views.mixup_bank.entries();
+        assert_eq!(entries.len(), 4, "two entries per clip");
+        assert!(Arc::ptr_eq(&entries[0], &entries[1]) && Arc::ptr_eq(&entries[2], &entries[3]));
+        assert!(!Arc::ptr_eq(&entries[1], &entries[2]));
+        assert_eq!(&*entries[3], &[1.5f32; 6]);
     }
 }
