@@ -13,7 +13,7 @@ use candle_core::{Device, Tensor, Var};
 use common::{arg, arg_parsed, emit, time_reps};
 use rand_distr::{Distribution, StandardNormal};
 use slicer::device::DeviceSpec;
-use slicer::methods::{slicer_step, Fidelity, ObjectiveConfig};
+use slicer::methods::{slicer_step, Fidelity, SlicerConfig};
 use slicer::model::Precision;
 use slicer::model::{Dropout, KeyQueue, ModelConfig, SlicerNet};
 use slicer::optim::{Optimizer, OptimizerConfig};
@@ -64,10 +64,10 @@ fn main() {
         n_clusters: 128,
         dropout: 0.3,
     };
-    let objective = ObjectiveConfig {
+    let objective = SlicerConfig {
         fidelity: Fidelity::Official,
         queue_size,
-        ..ObjectiveConfig::default()
+        ..SlicerConfig::default()
     };
     for batch in batches() {
         let student = SlicerNet::new(&cfg, 64, &mut stream(0, "bench/init"), &dev).expect("model");

@@ -148,7 +148,7 @@ trap finish EXIT
 if [ $small -eq 1 ]; then
   d=64 batches=8,16 infer_batch=16 queue=64 reps=2 warmup=1
   pretrain_sets=(--set model.d=64 --set train.batch_size=8 --set data.pretrain.clips=32
-    --set objective.queue_size=64 --set normalization.sample_clips=16 --set train.workers=2)
+    --set method.queue_size=64 --set normalization.sample_clips=16 --set train.workers=2)
   pretrain_s=15
 else
   d=2048 batches=64,128,256 infer_batch=256 queue=65536 reps=5 warmup=2

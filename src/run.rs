@@ -1,9 +1,10 @@
 //! Run folders: `<results>/runs/<yyyymmdd-hhmmss>-<name>-<hash8>/` holding the resolved spec
 //! and the provenance of the run (spec hash, seed, git commit, toolchain and crate versions).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -158,11 +159,44 @@ impl RunDir {
         let mut out = Vec::new();
         for path in run_folders_with(results_root, "run.json")? {
             let run = Self::open(&path)?;
-            if run.provenance()?.spec_hash == spec_hash {
+            if run.made_by(spec_hash)? {
                 out.push(run);
             }
         }
         Ok(out)
+    }
+
+    /// Whether this run was made by the spec hashing to `spec_hash` today: the hash it
+    /// recorded, or, for a run recorded in an older layout of the spec (before the `method:`
+    /// block), the hash of its `spec.yaml` as today's code reads it.
+    pub fn made_by(&self, spec_hash: &str) -> Result<bool> {
+        if self.provenance()?.spec_hash == spec_hash {
+            return Ok(true);
+        }
+        Ok(self.recorded_spec_hash().as_deref() == Some(spec_hash))
+    }
+
+    /// The hash of the run's `spec.yaml` as today's code reads it (`None` when it cannot),
+    /// computed once per run folder and process: a run never rewrites its spec.
+    fn recorded_spec_hash(&self) -> Option<String> {
+        static HASHES: OnceLock<Mutex<HashMap<PathBuf, Option<String>>>> = OnceLock::new();
+        let hashes = HASHES.get_or_init(Default::default);
+        if let Some(known) = hashes.lock().expect("no panic holds it").get(&self.path) {
+            return known.clone();
+        }
+        let hash = match crate::spec::read_recorded(&self.file("spec.yaml")) {
+            Ok(spec) => Some(spec.hash()),
+            // A spec.yaml that today's code cannot read was made by no spec of today.
+            Err(e) => {
+                tracing::debug!("{e}");
+                None
+            }
+        };
+        hashes
+            .lock()
+            .expect("no panic holds it")
+            .insert(self.path.clone(), hash.clone());
+        hash
     }
 
     /// Whether every stage finished (the scores are written last).

@@ -238,8 +238,13 @@ impl Experiment {
             let _precision = crate::model::autocast(spec.precision);
             crate::methods::learner(&spec.method_setup(), &device)?
         };
+        let mut setup = spec.pretrain_setup();
+        if self.resumed && self.run.made_by(&setup.spec_hash)? {
+            // The run's checkpoints carry the hash it recorded (an older spec layout's).
+            setup.spec_hash = self.run.provenance()?.spec_hash;
+        }
         let trained = crate::train::pretrain_on(
-            spec.pretrain_setup(),
+            setup,
             learner,
             &self.run.path,
             self.stats,

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::methods::Method;
+use crate::methods::MethodConfig;
 use crate::results::{MetricRow, ScoreRow};
 use crate::spec::ExperimentSpec;
 use crate::train::Pretrained;
@@ -86,11 +86,12 @@ fn loss_summary(spec: &ExperimentSpec, first: &MetricRow, last: &MetricRow) -> S
         first.loss("loss_cluster"),
         last.loss("loss_cluster"),
     );
-    let (Method::Slicer, (Some(a0), Some(a1), Some(c0), Some(c1))) = (spec.method, slicer_terms)
+    let (MethodConfig::Slicer(slicer), (Some(a0), Some(a1), Some(c0), Some(c1))) =
+        (&spec.method, slicer_terms)
     else {
         return format!("loss {:.4} -> {:.4}", first.loss_total, last.loss_total);
     };
-    let queue = spec.objective.queue_size;
+    let queue = slicer.queue_size;
     let keys_per_step = 2 * spec.train.batch_size;
     let clusters = spec.model.n_clusters as f64;
     format!(

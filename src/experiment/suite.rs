@@ -8,6 +8,7 @@
 //! members:                      # each merged over base + common, in order
 //!   - methods/byol_a.yaml       # a spec file (its own `base:` is replaced by the suite's)
 //!   - {name: no_kmix, augment: {kmix: null}}   # or an inline patch with a name
+//!   - {spec: methods/byol_a.yaml, method: {ema_schedule: cosine}}   # or a file and a patch
 //! ```
 //!
 //! `members: other_suite.yaml` reuses another suite's member list over this suite's base, so
@@ -100,7 +101,7 @@ fn parse_suite(path: &Path) -> std::result::Result<(String, SuiteFile), SpecErro
             path,
             &e.path().to_string(),
             e.into_inner().to_string(),
-            "a suite has `suite`, `base`, optional `common`, and `members` (a list of spec files or named patches, or another suite file)",
+            "a suite has `suite`, `base`, optional `common`, and `members` (a list of spec files, named patches or `{spec: FILE, ...patch}`, or another suite file)",
         )
     })?;
     Ok((text, file))
@@ -165,7 +166,24 @@ impl Suite {
                     take_base(&file, &mut tree)?;
                     (file, member_text, tree)
                 }
-                Member::Inline(map) => (path.to_owned(), text.clone(), Value::Mapping(map)),
+                Member::Inline(mut map) => match map.remove("spec") {
+                    None => (path.to_owned(), text.clone(), Value::Mapping(map)),
+                    Some(Value::String(file)) => {
+                        let file = members_dir.join(file);
+                        let (member_text, mut tree) = read_tree(&file)?;
+                        take_base(&file, &mut tree)?;
+                        merge(&mut tree, Value::Mapping(map));
+                        (file, member_text, tree)
+                    }
+                    Some(other) => {
+                        return Err(error(
+                            path,
+                            &format!("members.{i}.spec"),
+                            format!("{other:?} is not a path"),
+                            "write `spec: methods/byol_a.yaml` (relative to the suite file) beside the patch's keys",
+                        ))
+                    }
+                },
             };
             let name = match patch.get("name") {
                 Some(Value::String(n)) => n.clone(),

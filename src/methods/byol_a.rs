@@ -6,7 +6,7 @@ use candle_core::{Device, Result, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use super::heads::Mlp;
-use super::objective::EmaSchedule;
+use super::teacher::EmaSchedule;
 use super::{init_stream, load_network, network_state, new_encoder, MethodSetup};
 use crate::checkpoint::{CheckpointTensors, NamedTensors};
 use crate::error::Error;
@@ -14,12 +14,15 @@ use crate::loss::byol_loss;
 use crate::model::{copy_params, ema_update, pool_max_mean, Dropout, Encoder};
 use crate::train::{dropout_streams, Learner, LearnerStep, NamedLosses, StepBatch};
 
-/// BYOL-A's hyperparameters (docs/method.md §11.3; `BYOLA:config.yaml`).
+/// BYOL-A's hyperparameters (docs/method.md §11.3; `BYOLA:config.yaml`): the `method:` block of
+/// `type: byol_a`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ByolAConfig {
-    /// Target EMA decay (the base of `objective.ema_schedule`).
+    /// Target EMA decay (the base of `ema_schedule`).
     pub ema_decay: f64,
+    /// How the target decay moves over the run (BYOL-A: constant).
+    pub ema_schedule: EmaSchedule,
     /// Hidden width of the projector and predictor MLPs.
     pub hidden_dim: usize,
     /// Output size of the projector and predictor.
@@ -32,6 +35,7 @@ impl Default for ByolAConfig {
     fn default() -> Self {
         Self {
             ema_decay: 0.99,
+            ema_schedule: EmaSchedule::Constant,
             hidden_dim: 4096,
             projection_dim: 256,
             post_norm: true,
@@ -65,8 +69,6 @@ impl Branch {
 /// The online branch with its predictor, and the EMA target branch.
 pub struct ByolALearner {
     cfg: ByolAConfig,
-    /// `objective.ema_schedule`, from `ema_decay`.
-    schedule: EmaSchedule,
     /// The target decay of the current step.
     decay: f64,
     online: Branch,
@@ -76,8 +78,8 @@ pub struct ByolALearner {
 
 impl ByolALearner {
     /// Online networks from the seed; the target starts as a copy of the online branch.
-    pub fn new(setup: &MethodSetup<'_>, device: &Device) -> Result<Self> {
-        let cfg = setup.byol_a.clone();
+    pub fn new(cfg: &ByolAConfig, setup: &MethodSetup<'_>, device: &Device) -> Result<Self> {
+        let cfg = cfg.clone();
         let d = setup.model.d;
         let build = |rng: &mut rand_chacha::ChaCha8Rng| -> Result<Branch> {
             let encoder = new_encoder(setup, rng, device)?;
@@ -96,7 +98,6 @@ impl ByolALearner {
         copy_params(&target.named_params(), &online.named_params())?;
         Ok(Self {
             decay: cfg.ema_decay,
-            schedule: setup.objective.ema_schedule,
             cfg,
             online,
             predictor,
@@ -131,7 +132,10 @@ impl Learner for ByolALearner {
         let StepBatch {
             x1, x2, seed, draw, ..
         } = *batch;
-        self.decay = self.schedule.momentum(self.cfg.ema_decay, batch.progress);
+        self.decay = self
+            .cfg
+            .ema_schedule
+            .momentum(self.cfg.ema_decay, batch.progress);
         let (x1, x2) = if self.cfg.post_norm {
             normalize_pair(x1, x2)?
         } else {

@@ -4,9 +4,10 @@
 //! block shared by both sides.
 
 use candle_core::{Device, Result, Tensor, Var};
+use serde::{Deserialize, Serialize};
 
 use super::heads::Mlp;
-use super::objective::ObjectiveConfig;
+use super::teacher::{queue_problem, queue_warning, EmaSchedule};
 use super::{init_stream, load_network, network_state, new_encoder, MethodSetup};
 use crate::checkpoint::{CheckpointTensors, NamedTensors};
 use crate::error::Error;
@@ -14,7 +15,49 @@ use crate::loss::{barlow_twins, info_nce, l2_normalize};
 use crate::methods::DeloresConfig;
 use crate::model::CHANNELS;
 use crate::model::{copy_params, ema_update, pool_max_mean, Dropout, Encoder, KeyQueue, Linear};
+use crate::problems::Problem;
 use crate::train::{dropout_streams, Learner, LearnerStep, NamedLosses, StepBatch};
+
+/// DeLoRes-M's settings (docs/method.md §11.2): the `method:` block of `type: delores_m`. The MoCo
+/// part's teacher and queue, then the Barlow-Twins part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeloresMConfig {
+    /// Teacher EMA momentum.
+    pub ema_momentum: f64,
+    /// How the teacher momentum moves over the run.
+    pub ema_schedule: EmaSchedule,
+    /// MoCo temperature.
+    pub temperature: f64,
+    /// Queue length (a multiple of the batch size).
+    pub queue_size: usize,
+    /// Keep keys of a query's own clip out of its negatives.
+    pub mask_same_clip: bool,
+    /// The per-block Barlow-Twins projectors and weight.
+    pub barlow: DeloresConfig,
+}
+
+impl Default for DeloresMConfig {
+    fn default() -> Self {
+        Self {
+            ema_momentum: 0.999,
+            ema_schedule: EmaSchedule::Constant,
+            temperature: 0.07,
+            queue_size: 65_536,
+            mask_same_clip: false,
+            barlow: DeloresConfig::default(),
+        }
+    }
+}
+
+impl DeloresMConfig {
+    /// Every bad value, with keys relative to the `method:` block.
+    pub fn problems(&self, batch_size: usize) -> Vec<Problem> {
+        queue_problem(self.queue_size, batch_size)
+            .into_iter()
+            .collect()
+    }
+}
 
 /// Encoder and instance projector (the part the teacher copies).
 struct Branch {
@@ -51,8 +94,7 @@ impl Branch {
 
 /// Student, EMA teacher, queue and the per-block Barlow projectors.
 pub struct DeloresMLearner {
-    objective: ObjectiveConfig,
-    delores: DeloresConfig,
+    cfg: DeloresMConfig,
     student: Branch,
     teacher: Branch,
     projectors: Vec<Mlp>,
@@ -63,8 +105,8 @@ pub struct DeloresMLearner {
 
 impl DeloresMLearner {
     /// Networks from the seed (encoder, instance projector, block projectors), the teacher a
-    /// copy of the student; EMA, queue and temperature from `objective`.
-    pub fn new(setup: &MethodSetup<'_>, device: &Device) -> Result<Self> {
+    /// copy of the student.
+    pub fn new(cfg: &DeloresMConfig, setup: &MethodSetup<'_>, device: &Device) -> Result<Self> {
         let mut rng = init_stream(setup);
         let build = |rng: &mut rand_chacha::ChaCha8Rng| -> Result<Branch> {
             Ok(Branch {
@@ -81,21 +123,20 @@ impl DeloresMLearner {
         let projectors = (1..=3)
             .map(|l| {
                 let inputs = CHANNELS * (setup.n_mels >> l);
-                setup.delores.projector(inputs, &mut rng, device)
+                cfg.barlow.projector(inputs, &mut rng, device)
             })
             .collect::<Result<Vec<_>>>()?;
         let teacher = build(&mut crate::rng::stream(0, "model/duplicate"))?;
         copy_params(&teacher.named_params(), &student.named_params())?;
         let queue = KeyQueue::new(
             setup.model.instance_dim,
-            setup.objective.queue_size,
+            cfg.queue_size,
             &mut crate::rng::stream(setup.seed, "queue/init"),
             device,
         )?;
         Ok(Self {
-            momentum: setup.objective.ema_momentum,
-            objective: setup.objective.clone(),
-            delores: setup.delores.clone(),
+            momentum: cfg.ema_momentum,
+            cfg: cfg.clone(),
             student,
             teacher,
             projectors,
@@ -129,19 +170,19 @@ impl Learner for DeloresMLearner {
             ..
         } = *batch;
         self.momentum = self
-            .objective
+            .cfg
             .ema_schedule
-            .momentum(self.objective.ema_momentum, batch.progress);
+            .momentum(self.cfg.ema_momentum, batch.progress);
         let [mut s1, _, mut t2, _] = dropout_streams(seed, draw);
         let (q, student_blocks) = self.student.forward(x1, &mut Dropout::Sample(&mut s1))?;
         let (k, teacher_blocks) = self.teacher.forward(x2, &mut Dropout::Sample(&mut t2))?;
         let k = k.detach();
-        let mask = batch.same_clip_mask(&self.queue, self.objective.mask_same_clip)?;
+        let mask = batch.same_clip_mask(&self.queue, self.cfg.mask_same_clip)?;
         let instance = info_nce(
             &q,
             &k,
             &self.queue.keys,
-            self.objective.temperature,
+            self.cfg.temperature,
             mask.as_ref(),
         )?;
         self.queue.enqueue(&comm.all_gather(&k)?, batch.clips)?;
@@ -155,7 +196,7 @@ impl Learner for DeloresMLearner {
             let term = barlow_twins(
                 &projector.forward(s)?,
                 &projector.forward(&t.detach())?,
-                self.delores.weight(),
+                self.cfg.barlow.weight(),
             )?;
             decorrelation = (decorrelation + term)?;
         }
@@ -220,6 +261,11 @@ impl Learner for DeloresMLearner {
 
     /// DeLoRes-M enqueues one key per clip and epoch.
     fn corpus_warning(&self, clips_per_epoch: usize) -> Option<String> {
-        self.objective.queue_warning(1, clips_per_epoch)
+        queue_warning(
+            self.cfg.queue_size,
+            self.cfg.mask_same_clip,
+            1,
+            clips_per_epoch,
+        )
     }
 }

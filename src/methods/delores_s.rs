@@ -12,7 +12,8 @@ use crate::loss::barlow_twins;
 use crate::model::{pool_max_mean, Dropout, Encoder};
 use crate::train::{dropout_streams, Learner, LearnerStep, NamedLosses, StepBatch};
 
-/// DeLoRes' Barlow-Twins settings, shared by DeLoRes-S and DeLoRes-M (docs/method.md §11.1, 11.2).
+/// DeLoRes' Barlow-Twins settings (docs/method.md §11.1, 11.2): the `method:` block of
+/// `type: delores_s`, and DeLoRes-M's `barlow:`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeloresConfig {
@@ -61,12 +62,12 @@ pub struct DeloresSLearner {
 
 impl DeloresSLearner {
     /// Encoder then projector from the seed.
-    pub fn new(setup: &MethodSetup<'_>, device: &Device) -> Result<Self> {
+    pub fn new(cfg: &DeloresConfig, setup: &MethodSetup<'_>, device: &Device) -> Result<Self> {
         let mut rng = init_stream(setup);
         let encoder = new_encoder(setup, &mut rng, device)?;
-        let projector = setup.delores.projector(setup.model.d, &mut rng, device)?;
+        let projector = cfg.projector(setup.model.d, &mut rng, device)?;
         Ok(Self {
-            cfg: setup.delores.clone(),
+            cfg: cfg.clone(),
             encoder,
             projector,
         })

@@ -1,5 +1,7 @@
-//! Pre-training methods (docs/method.md §11). `method:` in a spec picks the objective; the front end,
-//! encoder, data pipeline, trainer, checkpoints and evaluation are shared:
+//! Pre-training methods (docs/method.md §11). A spec's `method:` block names the method by its
+//! `type` and holds that method's settings, nothing else (`method: byol_a` is short for
+//! `method: {type: byol_a}`, every setting at its default); the front end, encoder, data
+//! pipeline, trainer, checkpoints and evaluation are shared:
 //!
 //! - `slicer` (default): SLICER's instance and cluster losses with an EMA teacher and queue;
 //! - `byol_a`: online/target networks with a predictor, EMA 0.99, BYOL's normalised MSE;
@@ -14,15 +16,16 @@ mod byol_a;
 mod delores_m;
 mod delores_s;
 mod heads;
-mod objective;
 mod slicer;
+mod teacher;
 
 pub use byol_a::{ByolAConfig, ByolALearner};
+pub use delores_m::DeloresMConfig;
 pub use delores_m::DeloresMLearner;
 pub use delores_s::{DeloresConfig, DeloresSLearner};
 pub use heads::{BatchNorm1d, Mlp};
-pub use objective::{EmaSchedule, Fidelity, InstanceLoss, ObjectiveConfig};
-pub use slicer::{slicer_step, SlicerLearner, StepResult};
+pub use slicer::{slicer_step, Fidelity, InstanceLoss, SlicerConfig, SlicerLearner, StepResult};
+pub use teacher::EmaSchedule;
 
 use std::collections::HashMap;
 
@@ -31,9 +34,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::NamedTensors;
 use crate::model::{Encoder, ModelConfig};
+use crate::problems::Problem;
 use crate::train::Learner;
 
-/// The pre-training objective.
+/// Which pre-training method (the `type` of the `method:` block).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
@@ -68,35 +72,96 @@ impl Method {
     }
 }
 
+/// A spec's `method:` block: the method, by its `type`, with its own settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MethodConfig {
+    /// SLICER's losses, teacher and queue.
+    Slicer(SlicerConfig),
+    /// BYOL-A's heads and EMA.
+    ByolA(ByolAConfig),
+    /// DeLoRes-S's projector and Barlow-Twins weight.
+    DeloresS(DeloresConfig),
+    /// DeLoRes-M's teacher, queue and Barlow-Twins part.
+    DeloresM(DeloresMConfig),
+    /// No settings.
+    RandomInit(NoSettings),
+}
+
+/// The settings of a method that has none (`random_init`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoSettings {}
+
+impl Default for MethodConfig {
+    fn default() -> Self {
+        MethodConfig::Slicer(SlicerConfig::default())
+    }
+}
+
+impl MethodConfig {
+    /// Which method.
+    pub fn kind(&self) -> Method {
+        match self {
+            MethodConfig::Slicer(_) => Method::Slicer,
+            MethodConfig::ByolA(_) => Method::ByolA,
+            MethodConfig::DeloresS(_) => Method::DeloresS,
+            MethodConfig::DeloresM(_) => Method::DeloresM,
+            MethodConfig::RandomInit(_) => Method::RandomInit,
+        }
+    }
+
+    /// The method's name in specs and result tables.
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// Whether the method trains anything.
+    pub fn pretrains(&self) -> bool {
+        self.kind().pretrains()
+    }
+
+    /// Every bad value, with keys relative to the `method:` block.
+    pub fn problems(&self, batch_size: usize) -> Vec<Problem> {
+        match self {
+            MethodConfig::Slicer(c) => c.problems(batch_size),
+            MethodConfig::DeloresM(c) => c.problems(batch_size),
+            MethodConfig::ByolA(_) | MethodConfig::DeloresS(_) | MethodConfig::RandomInit(_) => {
+                Vec::new()
+            }
+        }
+    }
+}
+
 /// What a method reads from an experiment spec ([`crate::spec::ExperimentSpec::method_setup`]):
-/// its own sections and the few shared values it needs, nothing else.
+/// its own `method:` block and the few shared values it needs, nothing else.
 #[derive(Debug, Clone, Copy)]
 pub struct MethodSetup<'a> {
-    /// Which method.
-    pub method: Method,
+    /// The method and its settings.
+    pub method: &'a MethodConfig,
     /// Master seed (initialisation, queue, dropout streams).
     pub seed: u64,
     /// Mel bands of the front end (the encoder's input height).
     pub n_mels: usize,
     /// Encoder and head sizes.
     pub model: &'a ModelConfig,
-    /// SLICER's objective (also DeLoRes-M's queue and momentum, BYOL-A's EMA schedule).
-    pub objective: &'a ObjectiveConfig,
-    /// BYOL-A's heads and EMA.
-    pub byol_a: &'a ByolAConfig,
-    /// DeLoRes' projectors and Barlow-Twins weight.
-    pub delores: &'a DeloresConfig,
 }
 
-/// The learner of `setup.method`, initialised from its seed.
+/// The learner of `setup.method`, initialised from its seed; each takes its own settings.
 pub fn learner(setup: &MethodSetup<'_>, device: &Device) -> crate::Result<Box<dyn Learner>> {
     let tensor = || crate::error::Error::tensor("initialising the learner");
     Ok(match setup.method {
-        Method::Slicer => Box::new(SlicerLearner::new(setup, device).map_err(tensor())?),
-        Method::ByolA => Box::new(ByolALearner::new(setup, device).map_err(tensor())?),
-        Method::DeloresS => Box::new(DeloresSLearner::new(setup, device).map_err(tensor())?),
-        Method::DeloresM => Box::new(DeloresMLearner::new(setup, device).map_err(tensor())?),
-        Method::RandomInit => {
+        MethodConfig::Slicer(c) => {
+            Box::new(SlicerLearner::new(c, setup, device).map_err(tensor())?)
+        }
+        MethodConfig::ByolA(c) => Box::new(ByolALearner::new(c, setup, device).map_err(tensor())?),
+        MethodConfig::DeloresS(c) => {
+            Box::new(DeloresSLearner::new(c, setup, device).map_err(tensor())?)
+        }
+        MethodConfig::DeloresM(c) => {
+            Box::new(DeloresMLearner::new(c, setup, device).map_err(tensor())?)
+        }
+        MethodConfig::RandomInit(_) => {
             return Err(crate::Error::Invalid(
                 "method random_init has nothing to pre-train; run its evaluation stages only"
                     .into(),
@@ -156,11 +221,11 @@ fn load_network(
 mod tests {
     use candle_core::Device;
 
-    use super::{learner, Method};
+    use super::{learner, DeloresMConfig, MethodConfig};
     use crate::spec::{ExperimentSpec, LoadedSpec};
 
     fn spec() -> ExperimentSpec {
-        let text = "data:\n  pretrain: {type: synthetic, clips: 600}\nobjective: {queue_size: 4096}\nmodel: {d: 32, instance_dim: 16, n_clusters: 8}\n";
+        let text = "data:\n  pretrain: {type: synthetic, clips: 600}\nmethod: {type: slicer, queue_size: 4096}\nmodel: {d: 32, instance_dim: 16, n_clusters: 8}\n";
         LoadedSpec::from_text(std::path::Path::new("test.yaml"), text.to_owned(), &[])
             .unwrap()
             .spec
@@ -182,15 +247,20 @@ mod tests {
             warning(&spec, 2048).is_none(),
             "4096 keys = one epoch of 2048 clips"
         );
-        spec.objective.mask_same_clip = true;
+        let MethodConfig::Slicer(slicer) = &mut spec.method else {
+            panic!("the spec is SLICER's")
+        };
+        slicer.mask_same_clip = true;
         assert!(warning(&spec, 576).is_none());
-        spec.objective.mask_same_clip = false;
-        spec.method = Method::DeloresM;
+        spec.method = MethodConfig::DeloresM(DeloresMConfig {
+            queue_size: 4096,
+            ..DeloresMConfig::default()
+        });
         assert!(
             warning(&spec, 576).is_some_and(|t| t.contains("at most 576")),
             "one key per clip"
         );
-        spec.method = Method::ByolA;
+        spec.method = MethodConfig::ByolA(Default::default());
         assert!(warning(&spec, 576).is_none(), "no queue");
     }
 }

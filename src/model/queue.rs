@@ -1,6 +1,6 @@
 //! The MoCo key queue (docs/method.md §6): `[dim, K]` unit columns written as a ring buffer, each with
 //! the pre-training clip it came from, so that a query's own clip can be kept out of its
-//! negatives (`objective.mask_same_clip`).
+//! negatives (`method.mask_same_clip`).
 
 use std::collections::HashMap;
 

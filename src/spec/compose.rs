@@ -1,23 +1,34 @@
 //! Spec composition: a spec may name a `base:` spec (a path relative to itself) whose values
 //! it inherits; its own values are merged over the base's, mapping by mapping (a list or a
-//! scalar replaces the base's whole; `null` switches a component off).
+//! scalar replaces the base's whole; `null` switches a component off; a `method:` that names
+//! another method's `type` replaces the base's block).
 
 use std::path::{Path, PathBuf};
 
 use yaml_serde::{Mapping, Value};
 
+use super::method_block;
 use super::SpecError;
 
 /// The deepest `base:` chain followed (a guard against cycles).
 const MAX_DEPTH: usize = 8;
 
+/// Merges the spec tree `patch` over `base`: mappings key by key, anything else replaces,
+/// and a `method:` naming another `type` replaces the base's block.
+pub fn merge(base: &mut Value, mut patch: Value) {
+    if let (Value::Mapping(base), Value::Mapping(patch)) = (&mut *base, &mut patch) {
+        method_block::before_merge(base, patch);
+    }
+    merge_values(base, patch);
+}
+
 /// Merges `patch` over `base`: mappings key by key, anything else replaces.
-pub fn merge(base: &mut Value, patch: Value) {
+fn merge_values(base: &mut Value, patch: Value) {
     match (base, patch) {
         (Value::Mapping(base), Value::Mapping(patch)) => {
             for (key, value) in patch {
                 match base.get_mut(&key) {
-                    Some(slot) => merge(slot, value),
+                    Some(slot) => merge_values(slot, value),
                     None => {
                         base.insert(key, value);
                     }

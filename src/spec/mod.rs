@@ -10,6 +10,7 @@
 mod compose;
 
 mod locate;
+mod method_block;
 mod overrides;
 
 pub use crate::problems::{Problem, SpecError};
@@ -25,8 +26,7 @@ use crate::data::DataConfig;
 use crate::device::DeviceSpec;
 use crate::eval::{EvalConfig, ProbeConfig};
 use crate::features::{FrontendConfig, NormalizationConfig};
-use crate::methods::ObjectiveConfig;
-use crate::methods::{ByolAConfig, DeloresConfig, Method};
+use crate::methods::MethodConfig;
 use crate::model::{ModelConfig, Precision};
 use crate::optim::{LrSchedule, OptimizerConfig};
 use crate::train::TrainConfig;
@@ -44,9 +44,10 @@ pub struct ExperimentSpec {
     /// Master seed: every random stream of the run derives from it.
     #[serde(default = "default_seed")]
     pub seed: u64,
-    /// Pre-training method: `slicer`, `byol_a`, `delores_s`, `delores_m` or `random_init`.
+    /// Pre-training method and its settings: `type` is `slicer` (default), `byol_a`,
+    /// `delores_s`, `delores_m` or `random_init`; the other keys are that method's own.
     #[serde(default)]
-    pub method: Method,
+    pub method: MethodConfig,
     /// Where the model trains and embeds: `cpu` (default; omitted from the resolved spec) or
     /// `cuda:N` (needs the `cuda` feature).
     #[serde(default, skip_serializing_if = "DeviceSpec::is_cpu")]
@@ -69,16 +70,6 @@ pub struct ExperimentSpec {
     /// Augmentations (docs/method.md §3).
     #[serde(default)]
     pub augment: AugmentConfig,
-    /// Losses, EMA, queue and fidelity (docs/method.md §6, 7); DeLoRes-M takes its EMA momentum, queue
-    /// and temperature from here too.
-    #[serde(default)]
-    pub objective: ObjectiveConfig,
-    /// BYOL-A's heads and EMA (used when `method: byol_a`).
-    #[serde(default)]
-    pub byol_a: ByolAConfig,
-    /// DeLoRes' projectors and Barlow-Twins weight (used by `delores_s` and `delores_m`).
-    #[serde(default)]
-    pub delores: DeloresConfig,
     /// Optimiser (docs/method.md §8, 13).
     #[serde(default)]
     pub optimizer: OptimizerConfig,
@@ -147,12 +138,19 @@ impl LoadedSpec {
     /// Like [`LoadedSpec::load`] for text already in memory; `path` is used in messages and
     /// a `base:` in the text is resolved relative to it.
     pub fn from_text(path: &Path, text: String, overrides: &[String]) -> Result<Self, SpecError> {
-        let with_base = yaml_serde::from_str::<yaml_serde::Value>(&text)
-            .ok()
-            .filter(|tree| tree.get("base").is_some());
-        let spec = match with_base {
-            Some(tree) => typed_from_tree(path, &text, resolve(path, tree)?)?,
-            None => parse_text(path, &text)?,
+        let spec = match yaml_serde::from_str::<yaml_serde::Value>(&text) {
+            Ok(tree) => {
+                let mut composed = resolve(path, tree.clone())?;
+                normalise_method(path, &text, &mut composed)?;
+                if composed == tree {
+                    // Complete as written: typed from the text, for exact error lines.
+                    parse_text(path, &text)?
+                } else {
+                    typed_from_tree(path, &text, composed)?
+                }
+            }
+            // The typed parse names the line of the syntax error.
+            Err(_) => parse_text(path, &text)?,
         };
         Self::finish(path, text, spec, overrides)
     }
@@ -162,9 +160,10 @@ impl LoadedSpec {
     pub fn from_tree(
         path: &Path,
         text: String,
-        tree: yaml_serde::Value,
+        mut tree: yaml_serde::Value,
         overrides: &[String],
     ) -> Result<Self, SpecError> {
+        normalise_method(path, &text, &mut tree)?;
         let spec = typed_from_tree(path, &text, tree)?;
         Self::finish(path, text, spec, overrides)
     }
@@ -186,15 +185,25 @@ impl LoadedSpec {
                     hint: SCHEMA_HINT.into(),
                 };
                 let parsed = Override::parse(raw).map_err(bad)?;
-                parsed.apply(&mut tree).map_err(bad)?;
+                parsed.apply(&mut tree).map_err(|message| {
+                    let moved = ["objective.", "byol_a.", "delores."]
+                        .iter()
+                        .find_map(|old| raw.trim_start_matches(['+', '~']).strip_prefix(old));
+                    match moved {
+                        Some(key) => bad(format!("{message}; the method's settings are in the `method:` block now: --set method.{key}")),
+                        None => bad(message),
+                    }
+                })?;
             }
-            spec = from_tree(tree).map_err(|(key, message)| SpecError {
-                file: path.to_owned(),
-                line: None,
-                key,
-                message: format!("after --set {}: {message}", overrides.join(" --set ")),
-                hint: SCHEMA_HINT.into(),
-            })?;
+            spec = method_block::normalise(&mut tree)
+                .and_then(|_| from_tree(tree))
+                .map_err(|(key, message)| SpecError {
+                    file: path.to_owned(),
+                    line: None,
+                    key,
+                    message: format!("after --set {}: {message}", overrides.join(" --set ")),
+                    hint: SCHEMA_HINT.into(),
+                })?;
         }
         if spec.name.is_empty() {
             spec.name = path
@@ -258,13 +267,10 @@ impl ExperimentSpec {
     /// What the pre-training method reads from this spec.
     pub fn method_setup(&self) -> crate::methods::MethodSetup<'_> {
         crate::methods::MethodSetup {
-            method: self.method,
+            method: &self.method,
             seed: self.seed,
             n_mels: self.frontend.n_mels,
             model: &self.model,
-            objective: &self.objective,
-            byol_a: &self.byol_a,
-            delores: &self.delores,
         }
     }
 
@@ -313,20 +319,12 @@ impl ExperimentSpec {
                 "set `device: cuda:0`, or keep `precision: f32` on the CPU",
             ));
         }
-        if self.objective.instance_weight == 0.0 && self.objective.cluster_weight == 0.0 {
-            problems.push(Problem::new(
-                "objective.cluster_weight",
-                "both objective.instance_weight and objective.cluster_weight are 0: nothing to learn",
-                "ablate one loss at a time",
-            ));
-        }
-        if self.objective.queue_size % self.train.batch_size != 0 {
-            problems.push(Problem::new(
-                "objective.queue_size",
-                format!("{} is not a multiple of train.batch_size ({})", self.objective.queue_size, self.train.batch_size),
-                "the queue is written in whole batches (docs/method.md §6); e.g. 65536 with a power-of-two batch",
-            ));
-        }
+        problems.extend(
+            self.method
+                .problems(self.train.batch_size)
+                .into_iter()
+                .map(|p| p.under("method")),
+        );
         if !self
             .name
             .chars()
@@ -355,6 +353,49 @@ impl ExperimentSpec {
         let canonical = serde_json::to_vec(&unhashed).expect("a spec always serialises");
         blake3::hash(&canonical).to_hex().to_string()
     }
+}
+
+/// Brings the `method:` block of `tree` (read from `path`) to the current layout, with a
+/// warning when the file uses the layout before it.
+fn normalise_method(
+    path: &Path,
+    text: &str,
+    tree: &mut yaml_serde::Value,
+) -> Result<(), SpecError> {
+    let upgraded = method_block::normalise(tree).map_err(|(key, message)| SpecError {
+        file: path.to_owned(),
+        line: locate::locate(text, std::slice::from_ref(&key)),
+        key,
+        message,
+        hint: SCHEMA_HINT.into(),
+    })?;
+    if upgraded {
+        tracing::warn!(
+            "{}: `objective:`, `byol_a:` and `delores:` are the layout before the `method:` block; read as `method: {{type: {}, ...}}` (README section \"Experiment specs\" shows the current layout)",
+            path.display(),
+            tree.get("method").and_then(|m| m.get("type")).and_then(|t| t.as_str()).unwrap_or("slicer")
+        );
+    }
+    Ok(())
+}
+
+/// A spec recorded in a run folder (`spec.yaml`), read by today's code: the layout before the
+/// `method:` block is upgraded without a warning, and nothing is validated. Runs made before
+/// a layout change are matched to today's specs by this reading's [`ExperimentSpec::hash`].
+pub fn read_recorded(path: &Path) -> Result<ExperimentSpec, SpecError> {
+    let (text, mut tree) = read_tree(path)?;
+    method_block::normalise(&mut tree)
+        .and_then(|_| from_tree(tree))
+        .map_err(|(key, message)| SpecError {
+            file: path.to_owned(),
+            line: locate::locate(
+                &text,
+                &key.split('.').map(str::to_owned).collect::<Vec<_>>(),
+            ),
+            key,
+            message,
+            hint: "the run folder's spec.yaml is written by the run; do not edit it".into(),
+        })
 }
 
 fn parse_text<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, SpecError> {

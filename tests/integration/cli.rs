@@ -357,7 +357,7 @@ fn a_suite_runs_each_member_once_and_tables_them() {
     std::fs::write(
         &suite,
         format!(
-            "suite: tiny\nbase: {}\ncommon:\n  output: {{root: {}}}\n  eval: {{encoders: [pretrained], floor: false}}\n  train: {{epochs: 1}}\n  byol_a: {{hidden_dim: 16, projection_dim: 8}}\nmembers:\n  - {{name: slicer_no_cluster, objective: {{cluster_weight: 0.0}}}}\n  - {{name: byol_a, method: byol_a}}\n  - {{name: random_init, method: random_init, eval: {{floor: true}}}}\n",
+            "suite: tiny\nbase: {}\ncommon:\n  output: {{root: {}}}\n  eval: {{encoders: [pretrained], floor: false}}\n  train: {{epochs: 1}}\nmembers:\n  - {{name: slicer_no_cluster, method: {{cluster_weight: 0.0}}}}\n  - {{name: byol_a, method: {{type: byol_a, hidden_dim: 16, projection_dim: 8}}}}\n  - {{name: random_init, method: random_init, eval: {{floor: true}}}}\n",
             smoke.display(),
             dir.path().display()
         ),
@@ -464,10 +464,14 @@ fn a_spec_inherits_its_base_and_overrides_it() {
     assert!(ok, "{stderr}");
     assert!(
         stdout.contains("name: byol_a")
-            && stdout.contains("method: byol_a")
+            && stdout.contains("method:\n  type: byol_a\n  ema_decay: 0.99")
             && stdout.contains("kmix: null")
             && stdout.contains("clips: 600"),
         "{stdout}"
+    );
+    assert!(
+        !stdout.contains("queue_size"),
+        "the base's SLICER block is replaced, not merged into: {stdout}"
     );
 }
 

@@ -72,3 +72,14 @@ pub fn pcm16(rate: u32) -> hound::WavSpec {
         sample_format: hound::SampleFormat::Int,
     }
 }
+
+/// `method`'s block at test sizes (SLICER's and DeLoRes-M's queue as smoke.yaml's).
+pub fn small_method_block(method: &str) -> String {
+    match method {
+        "slicer" => "{type: slicer, queue_size: 16}".into(),
+        "byol_a" => "{type: byol_a, hidden_dim: 32, projection_dim: 8}".into(),
+        "delores_s" => "{type: delores_s, projector_dim: 16}".into(),
+        "delores_m" => "{type: delores_m, queue_size: 16, barlow: {projector_dim: 16}}".into(),
+        other => other.into(),
+    }
+}

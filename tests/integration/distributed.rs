@@ -20,12 +20,9 @@ fn smoke_spec(method: &str) -> ExperimentSpec {
             "/experiments/smoke.yaml"
         )),
         &[
-            format!("method={method}"),
-            "train.epochs=1".into(),
             // Small heads, as in tests/methods.rs: the point is the collectives, not the size.
-            "byol_a.hidden_dim=32".into(),
-            "byol_a.projection_dim=8".into(),
-            "delores.projector_dim=16".into(),
+            format!("method={}", crate::common::small_method_block(method)),
+            "train.epochs=1".into(),
         ],
     )
     .unwrap()

@@ -18,10 +18,7 @@ fn spec(method: &str) -> slicer::spec::ExperimentSpec {
             "/experiments/smoke.yaml"
         )),
         &[
-            format!("method={method}"),
-            "byol_a.hidden_dim=32".into(),
-            "byol_a.projection_dim=8".into(),
-            "delores.projector_dim=16".into(),
+            format!("method={}", crate::common::small_method_block(method)),
             "eval.encoders=[pretrained]".into(),
         ],
     )

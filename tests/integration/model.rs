@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor, Var};
 use slicer::loss::nt_xent;
-use slicer::methods::{slicer_step, Fidelity, ObjectiveConfig};
+use slicer::methods::{slicer_step, Fidelity, SlicerConfig};
 use slicer::model::{Dropout, KeyQueue, ModelConfig, SlicerNet, SlicerOutput};
 use slicer::optim::{Optimizer, OptimizerConfig};
 use slicer::train::{StepBatch, StepDropout};
@@ -96,7 +96,7 @@ fn fixture_nets(f: &HashMap<String, Tensor>) -> (SlicerNet, SlicerNet, KeyQueue)
 /// One step on the fixture's inputs with its dropout masks.
 fn fixture_step(
     f: &HashMap<String, Tensor>,
-    objective: &ObjectiveConfig,
+    objective: &SlicerConfig,
     student: &SlicerNet,
     teacher: &SlicerNet,
     queue: &mut KeyQueue,
@@ -132,10 +132,10 @@ fn fixture_step(
 fn official_step_matches_the_fixture() {
     let f = fixture("slicer_step.safetensors");
     let (student, teacher, mut queue) = fixture_nets(&f);
-    let objective = ObjectiveConfig {
+    let objective = SlicerConfig {
         fidelity: Fidelity::Official,
         queue_size: 24,
-        ..ObjectiveConfig::default()
+        ..SlicerConfig::default()
     };
     let step = fixture_step(&f, &objective, &student, &teacher, &mut queue);
 
@@ -343,9 +343,9 @@ fn corrected_step_scores_both_directions_against_the_pre_step_queue() {
         .iter()
         .map(|(_, v)| v.as_tensor().copy().unwrap())
         .collect();
-    let objective = ObjectiveConfig {
+    let objective = SlicerConfig {
         queue_size: 24,
-        ..ObjectiveConfig::default()
+        ..SlicerConfig::default()
     };
     assert_eq!(
         objective.fidelity,
@@ -389,11 +389,11 @@ fn corrected_step_scores_both_directions_against_the_pre_step_queue() {
 fn nt_xent_objective_replaces_the_instance_terms() {
     let f = fixture("slicer_step.safetensors");
     let (student, teacher, mut queue) = fixture_nets(&f);
-    let objective = ObjectiveConfig {
+    let objective = SlicerConfig {
         instance_loss: slicer::methods::InstanceLoss::NtXent,
         temperature: 0.5,
         queue_size: 24,
-        ..ObjectiveConfig::default()
+        ..SlicerConfig::default()
     };
     let step = fixture_step(&f, &objective, &student, &teacher, &mut queue);
     let expected = scalar(&f, "ntxent.T0.5.loss");
@@ -414,10 +414,10 @@ fn official_step_on(
     f: &HashMap<String, Tensor>,
     precision: slicer::model::Precision,
 ) -> (slicer::train::StepLosses, Vec<(String, Tensor)>) {
-    let objective = ObjectiveConfig {
+    let objective = SlicerConfig {
         fidelity: Fidelity::Official,
         queue_size: 24,
-        ..ObjectiveConfig::default()
+        ..SlicerConfig::default()
     };
     let _scope = slicer::model::autocast(precision);
     let (student, teacher, mut queue) = fixture_nets(f);

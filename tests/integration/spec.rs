@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use slicer::methods::MethodConfig;
 use slicer::spec::{LoadedSpec, SpecError};
 
 /// The YAML files of `experiments/` and `experiments/methods/`.
@@ -246,4 +247,100 @@ fn device_and_precision_are_checked_before_any_work() {
     // At their defaults they stay out of the resolved spec (and its hash).
     let resolved = load(MINIMAL, &[]).unwrap().resolved_yaml();
     assert!(!resolved.contains("device:") && !resolved.contains("precision:"));
+}
+
+#[test]
+fn the_method_block_holds_its_methods_settings_only() {
+    let byol_a = load(
+        &format!("{MINIMAL}method: {{type: byol_a, ema_schedule: cosine}}\n"),
+        &[],
+    )
+    .unwrap()
+    .spec;
+    let MethodConfig::ByolA(cfg) = &byol_a.method else {
+        panic!("{:?}", byol_a.method)
+    };
+    assert_eq!(cfg.ema_schedule, slicer::methods::EmaSchedule::Cosine);
+    let err = load(
+        &format!("{MINIMAL}method: {{type: byol_a, queue_size: 16}}\n"),
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        err.key.starts_with("method") && err.message.contains("queue_size"),
+        "BYOL-A has no queue: {err}"
+    );
+    let err = load(
+        &format!("{MINIMAL}method: {{type: slicer, queue_size: 100}}\n"),
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(err.key, "method.queue_size", "{err}");
+    let err = load(MINIMAL, &["objective.queue_size=16"]).unwrap_err();
+    assert!(
+        err.message.contains("--set method.queue_size"),
+        "an override of the old layout says where the key went: {err}"
+    );
+    let shorthand = load(MINIMAL, &["method=delores_s"]).unwrap().spec;
+    assert_eq!(shorthand.method, MethodConfig::DeloresS(Default::default()));
+}
+
+/// The layout before the `method:` block is read into it, keeping what the method read and
+/// dropping the sections it ignored, so an old spec and its rewrite are the same run.
+#[test]
+fn the_old_layout_is_the_same_spec_as_its_method_block() {
+    let old = load(
+        &format!("{MINIMAL}method: delores_m\nobjective: {{queue_size: 1024, cluster_weight: 0.5}}\ndelores: {{lambda: 0.1}}\n"),
+        &[],
+    )
+    .unwrap()
+    .spec;
+    let new = load(
+        &format!(
+            "{MINIMAL}method: {{type: delores_m, queue_size: 1024, barlow: {{lambda: 0.1}}}}\n"
+        ),
+        &[],
+    )
+    .unwrap()
+    .spec;
+    assert_eq!(old, new);
+    assert_eq!(old.hash(), new.hash());
+}
+
+/// Runs recorded before the `method:` block (their spec.yaml in the old layout, their
+/// run.json with the old hash) are still found by today's suite members.
+#[test]
+fn runs_recorded_in_the_old_layout_are_found_by_todays_specs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let run = slicer::run::RunDir::open(
+        &root.join("results/runs/20261126-233348-study_baselines-byol_a-75d571f5"),
+    )
+    .unwrap();
+    let suite = slicer::experiment::suite::Suite::load(
+        &root.join("experiments/study_baselines.yaml"),
+        &[format!("output.root={}", root.join("results").display())],
+    )
+    .unwrap();
+    let member = suite
+        .members
+        .iter()
+        .find(|m| m.name == "byol_a" && m.seed == 1)
+        .unwrap();
+    let today = member.spec.spec.hash();
+    assert_ne!(
+        run.provenance().unwrap().spec_hash,
+        today,
+        "recorded before"
+    );
+    assert!(run.made_by(&today).unwrap());
+    let found: Vec<String> = member.runs().unwrap().into_iter().map(|r| r.id).collect();
+    assert!(found.contains(&run.id), "{found:?}");
+    for member in &suite.members {
+        assert!(
+            member.scored_run().unwrap().is_some(),
+            "{} seed {} lost its committed run",
+            member.name,
+            member.seed
+        );
+    }
 }

@@ -87,9 +87,9 @@ fn killed_and_resumed_run_is_bit_identical_to_a_straight_run() {
 fn killed_and_resumed_run_with_the_budget_recipe_is_bit_identical() {
     killed_and_resumed(&[
         "--set",
-        "objective.mask_same_clip=true",
+        "method.mask_same_clip=true",
         "--set",
-        "objective.ema_schedule=cosine",
+        "method.ema_schedule=cosine",
     ]);
 }
 

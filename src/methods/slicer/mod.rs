@@ -1,13 +1,15 @@
 //! SLICER as a [`Learner`]: its step ([`slicer_step`], in `step.rs`) with its student,
 //! teacher and queue.
 
+mod config;
 mod step;
+
+pub use config::{Fidelity, InstanceLoss, SlicerConfig};
 
 pub use step::{slicer_step, StepResult};
 
 use candle_core::{Device, Result, Var};
 
-use super::objective::{Fidelity, ObjectiveConfig};
 use super::{init_stream, MethodSetup};
 use crate::checkpoint::{CheckpointTensors, NamedTensors};
 use crate::error::Error;
@@ -17,29 +19,29 @@ use crate::train::{dropout_streams, Learner, LearnerStep, StepBatch, StepDropout
 
 /// SLICER's student, EMA teacher and key queue.
 pub struct SlicerLearner {
-    cfg: ObjectiveConfig,
+    cfg: SlicerConfig,
     student: SlicerNet,
     teacher: SlicerNet,
     queue: KeyQueue,
-    /// The teacher momentum of the current step (`objective.ema_schedule`).
+    /// The teacher momentum of the current step (`method.ema_schedule`).
     momentum: f64,
 }
 
 impl SlicerLearner {
     /// Student from the seed, teacher a copy of it, queue from its own stream.
-    pub fn new(setup: &MethodSetup<'_>, device: &Device) -> Result<Self> {
+    pub fn new(cfg: &SlicerConfig, setup: &MethodSetup<'_>, device: &Device) -> Result<Self> {
         let n_mels = setup.n_mels;
         let student = SlicerNet::new(setup.model, n_mels, &mut init_stream(setup), device)?;
         let teacher = student.duplicate(setup.model, n_mels, device)?;
         let queue = KeyQueue::new(
             setup.model.instance_dim,
-            setup.objective.queue_size,
+            cfg.queue_size,
             &mut crate::rng::stream(setup.seed, "queue/init"),
             device,
         )?;
         Ok(Self {
-            momentum: setup.objective.ema_momentum,
-            cfg: setup.objective.clone(),
+            momentum: cfg.ema_momentum,
+            cfg: cfg.clone(),
             student,
             teacher,
             queue,
@@ -111,6 +113,6 @@ impl Learner for SlicerLearner {
 
     /// SLICER enqueues both views' keys: two per clip and epoch.
     fn corpus_warning(&self, clips_per_epoch: usize) -> Option<String> {
-        self.cfg.queue_warning(2, clips_per_epoch)
+        self.cfg.queue_warning(clips_per_epoch)
     }
 }

@@ -5,8 +5,8 @@
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor};
 
+use super::config::{Fidelity, InstanceLoss, SlicerConfig};
 use crate::loss::{cluster_entropy_term, cluster_loss, info_nce, l2_normalize, nt_xent};
-use crate::methods::objective::{Fidelity, InstanceLoss, ObjectiveConfig};
 use crate::model::{KeyQueue, SlicerNet, SlicerOutput};
 use crate::train::{StepBatch, StepDropout, StepLosses};
 
@@ -26,7 +26,7 @@ pub struct StepResult {
 /// with `momentum`), and the backward pass. The optimiser step (and the corrected EMA) is
 /// the caller's. The keys of every rank of `batch.comm` are enqueued, in rank order.
 pub fn slicer_step(
-    cfg: &ObjectiveConfig,
+    cfg: &SlicerConfig,
     (student, teacher): (&SlicerNet, &SlicerNet),
     queue: &mut KeyQueue,
     batch: &StepBatch<'_>,
@@ -107,7 +107,7 @@ pub fn slicer_step(
     .filter(|(_, w)| *w != 0.0)
     .map(|(term, w)| if w == 1.0 { Ok(term) } else { term * w })
     .reduce(|a, b| a? + b?)
-    .unwrap_or_else(|| candle_core::bail!("objective: every loss weight is 0"))?;
+    .unwrap_or_else(|| candle_core::bail!("method: every loss weight is 0"))?;
     let scalar = |t: &Tensor| t.to_scalar::<f32>();
     let losses = StepLosses {
         instance_a: scalar(&loss_a)?,

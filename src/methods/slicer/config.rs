@@ -1,7 +1,9 @@
-//! SLICER's objective settings (docs/method.md §7, 12, 13), shared with DeLoRes-M (queue,
-//! momentum, temperature) and BYOL-A (the EMA schedule).
+//! SLICER's settings (docs/method.md §7, 12, 13): the `method:` block of `type: slicer`.
 
 use serde::{Deserialize, Serialize};
+
+use crate::methods::teacher::{queue_problem, queue_warning, EmaSchedule};
+use crate::problems::Problem;
 
 /// Which behaviour of the official code to follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -29,10 +31,10 @@ pub enum InstanceLoss {
     NtXent,
 }
 
-/// SLICER loss settings (docs/method.md §7, 13).
+/// SLICER's loss, teacher and queue settings (docs/method.md §7, 13).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ObjectiveConfig {
+pub struct SlicerConfig {
     /// Official or corrected step order.
     pub fidelity: Fidelity,
     /// Instance-level loss.
@@ -55,51 +57,32 @@ pub struct ObjectiveConfig {
     /// negatives. Off in the official code, where a queue larger than the corpus holds
     /// several such false negatives per query.
     pub mask_same_clip: bool,
-    /// How the teacher momentum moves over the run (also BYOL-A's and DeLoRes-M's EMA).
+    /// How the teacher momentum moves over the run.
     pub ema_schedule: EmaSchedule,
 }
 
-impl ObjectiveConfig {
-    /// The warning for a key queue that holds more keys than an epoch enqueues
-    /// (`keys_per_clip` per clip): every query then meets keys of its own clip, other crops,
-    /// among its negatives, unless the same-clip mask is on.
-    pub fn queue_warning(&self, keys_per_clip: usize, clips_per_epoch: usize) -> Option<String> {
-        let keys_per_epoch = clips_per_epoch * keys_per_clip;
-        (self.queue_size > keys_per_epoch && !self.mask_same_clip).then(|| {
-            format!(
-                "objective.queue_size = {} holds more keys than one epoch enqueues ({keys_per_epoch} from {clips_per_epoch} clips): queries meet keys of their own clip as negatives. Set objective.mask_same_clip: true, or a queue_size of at most {keys_per_epoch}",
-                self.queue_size
-            )
-        })
+impl SlicerConfig {
+    /// The warning for a queue that holds more keys than an epoch enqueues (two per clip).
+    pub fn queue_warning(&self, clips_per_epoch: usize) -> Option<String> {
+        queue_warning(self.queue_size, self.mask_same_clip, 2, clips_per_epoch)
     }
-}
 
-/// The teacher's EMA momentum over a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EmaSchedule {
-    /// The base momentum at every step (official SLICER, MoCo).
-    #[default]
-    Constant,
-    /// From the base momentum at the first step to 1 at the end, on a half cosine (BYOL):
-    /// `1 - (1 - base) (1 + cos(pi t / T)) / 2`.
-    Cosine,
-}
-
-impl EmaSchedule {
-    /// The momentum for a step taken after `progress` (in `[0, 1]`) of the run.
-    pub fn momentum(self, base: f64, progress: f64) -> f64 {
-        match self {
-            EmaSchedule::Constant => base,
-            EmaSchedule::Cosine => {
-                1.0 - (1.0 - base) * (1.0 + (std::f64::consts::PI * progress.clamp(0.0, 1.0)).cos())
-                    / 2.0
-            }
+    /// Every bad value, with keys relative to the `method:` block.
+    pub fn problems(&self, batch_size: usize) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if self.instance_weight == 0.0 && self.cluster_weight == 0.0 {
+            problems.push(Problem::new(
+                "cluster_weight",
+                "both method.instance_weight and method.cluster_weight are 0: nothing to learn",
+                "ablate one loss at a time",
+            ));
         }
+        problems.extend(queue_problem(self.queue_size, batch_size));
+        problems
     }
 }
 
-impl Default for ObjectiveConfig {
+impl Default for SlicerConfig {
     fn default() -> Self {
         Self {
             fidelity: Fidelity::Corrected,
@@ -114,19 +97,5 @@ impl Default for ObjectiveConfig {
             mask_same_clip: false,
             ema_schedule: EmaSchedule::Constant,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cosine_momentum_runs_from_the_base_to_one() {
-        let s = EmaSchedule::Cosine;
-        assert_eq!(s.momentum(0.99, 0.0), 0.99);
-        assert!((s.momentum(0.99, 0.5) - 0.995).abs() < 1e-12);
-        assert!((s.momentum(0.99, 1.0) - 1.0).abs() < 1e-12);
-        assert_eq!(EmaSchedule::Constant.momentum(0.99, 0.7), 0.99);
     }
 }
