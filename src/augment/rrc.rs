@@ -5,6 +5,8 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::problems::Problem;
+
 /// RRC parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -50,10 +52,8 @@ pub fn random_resize_crop(
 ) -> Vec<f32> {
     let canvas_rows = (rows as f64 * cfg.virtual_crop_scale.0) as usize;
     let canvas_cols = (cols as f64 * cfg.virtual_crop_scale.1) as usize;
-    let h = ((rng.random_range(cfg.freq_scale.0..cfg.freq_scale.1) * rows as f64) as usize)
-        .clamp(1, canvas_rows);
-    let w = ((rng.random_range(cfg.time_scale.0..cfg.time_scale.1) * cols as f64) as usize)
-        .clamp(1, canvas_cols);
+    let h = ((scale(cfg.freq_scale, rng) * rows as f64) as usize).clamp(1, canvas_rows);
+    let w = ((scale(cfg.time_scale, rng) * cols as f64) as usize).clamp(1, canvas_cols);
     let i = if canvas_rows > h {
         rng.random_range(0..=canvas_rows - h)
     } else {
@@ -71,6 +71,43 @@ pub fn random_resize_crop(
         (canvas_rows, canvas_cols),
         CropBox { i, j, h, w },
     )
+}
+
+/// A uniform draw from `[lo, hi)`, or `lo` itself when the range is one value (no draw).
+fn scale((lo, hi): (f64, f64), rng: &mut impl Rng) -> f64 {
+    if lo == hi {
+        lo
+    } else {
+        rng.random_range(lo..hi)
+    }
+}
+
+impl RrcConfig {
+    /// Bad values, with keys relative to `augment.rrc`.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let (rows, cols) = self.virtual_crop_scale;
+        if rows < 1.0 || cols < 1.0 {
+            problems.push(Problem::new(
+                "virtual_crop_scale",
+                format!("[{rows}, {cols}] is below 1: the canvas must hold the spectrogram"),
+                "BYOL-A uses [1.0, 1.5]",
+            ));
+        }
+        for (key, (lo, hi)) in [
+            ("freq_scale", self.freq_scale),
+            ("time_scale", self.time_scale),
+        ] {
+            if !(lo > 0.0 && lo <= hi) {
+                problems.push(Problem::new(
+                    key,
+                    format!("[{lo}, {hi}] is not a range of positive scales, low first"),
+                    "BYOL-A uses [0.6, 1.5]; [1.0, 1.0] keeps that axis unscaled",
+                ));
+            }
+        }
+        problems
+    }
 }
 
 /// Pastes `x` centred into a zero canvas, crops `crop` and resizes it back to `rows x cols`.
@@ -220,5 +257,32 @@ mod tests {
             assert_eq!(out.len(), 64 * 96);
             assert!(out.iter().all(|v| v.is_finite()));
         }
+    }
+
+    /// A one-value scale range keeps that axis unscaled (no draw, no empty-range panic); an
+    /// inverted or non-positive one is a spec problem.
+    #[test]
+    fn a_fixed_frequency_scale_keeps_every_mel_band() {
+        let cfg = RrcConfig {
+            freq_scale: (1.0, 1.0),
+            ..RrcConfig::default()
+        };
+        // Each mel band holds its index: unscaled in frequency, every output column is the
+        // band index times one factor (the time crop's share of the pasted spectrogram).
+        let x: Vec<f32> = (0..64 * 96).map(|k| (k / 96) as f32).collect();
+        let mut rng = crate::rng::stream(3, "rrc");
+        for _ in 0..20 {
+            let out = random_resize_crop(&x, 64, 96, &cfg, &mut rng);
+            for c in 0..96 {
+                let factor = out[96 + c];
+                assert!((0..64).all(|r| (out[r * 96 + c] - r as f32 * factor).abs() < 1e-3));
+            }
+        }
+        assert!(cfg.problems().is_empty());
+        let bad = RrcConfig {
+            time_scale: (1.5, 0.6),
+            ..RrcConfig::default()
+        };
+        assert_eq!(bad.problems()[0].key, "time_scale");
     }
 }

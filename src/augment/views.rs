@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::kmix::{Kmix, KmixConfig};
 use super::mixup::{mixup, MemoryBank, MixupConfig};
 use super::rrc::{random_resize_crop, RrcConfig};
+use crate::problems::Problem;
 
 /// Where k-mix sits in the chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +43,57 @@ impl Default for AugmentConfig {
             kmix: Some(KmixConfig::default()),
             kmix_placement: KmixPlacement::AfterRrc,
         }
+    }
+}
+
+impl AugmentConfig {
+    /// Bad values, with keys relative to `augment`.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let ratio = |key: &str, ratio: f64| {
+            (!(0.0..=1.0).contains(&ratio)).then(|| {
+                Problem::new(
+                    key,
+                    format!("{ratio} is not a mixing ratio in [0, 1]"),
+                    "docs/method.md §3 uses 0.4",
+                )
+            })
+        };
+        if let Some(m) = &self.mixup {
+            problems.extend(ratio("mixup.ratio", m.ratio));
+            problems.extend(
+                Problem::zero_counts(&[("bank_size", m.bank_size as u64, "e.g. 2048")])
+                    .into_iter()
+                    .map(|p| p.under("mixup")),
+            );
+        }
+        if let Some(r) = &self.rrc {
+            problems.extend(r.problems().into_iter().map(|p| p.under("rrc")));
+        }
+        if let Some(k) = &self.kmix {
+            problems.extend(ratio("kmix.ratio", k.ratio));
+            problems.extend(
+                Problem::zero_counts(&[
+                    ("bank_size", k.bank_size as u64, "e.g. 2048"),
+                    ("clusters", k.clusters as u64, "the official code uses 4"),
+                    ("iterations", k.iterations as u64, "e.g. 20"),
+                    ("top_k", k.top_k as u64, "e.g. 128"),
+                ])
+                .into_iter()
+                .map(|p| p.under("kmix")),
+            );
+            if !(k.sample_fraction > 0.0 && k.sample_fraction <= 1.0) {
+                problems.push(Problem::new(
+                    "kmix.sample_fraction",
+                    format!(
+                        "{} is not a fraction of the corpus in (0, 1]",
+                        k.sample_fraction
+                    ),
+                    "docs/method.md §3.3 uses 0.05",
+                ));
+            }
+        }
+        problems
     }
 }
 

@@ -304,6 +304,12 @@ impl ExperimentSpec {
                 .map(|p| p.under("eval")),
         );
         problems.extend(self.train.problems().into_iter().map(|p| p.under("train")));
+        problems.extend(
+            self.augment
+                .problems()
+                .into_iter()
+                .map(|p| p.under("augment")),
+        );
         problems.extend(self.model.problems().into_iter().map(|p| p.under("model")));
         if let Some(why) = self.device.unsupported() {
             problems.push(Problem::new(

@@ -344,3 +344,21 @@ fn runs_recorded_in_the_old_layout_are_found_by_todays_specs() {
         );
     }
 }
+
+#[test]
+fn bad_augmentation_values_are_problems_before_any_work() {
+    let err = load(
+        &format!("{MINIMAL}augment:\n  rrc: {{freq_scale: [1.5, 0.6]}}\n"),
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(err.key, "augment.rrc.freq_scale", "{err}");
+    let err = load(MINIMAL, &["augment.kmix.sample_fraction=0"]).unwrap_err();
+    assert_eq!(err.key, "augment.kmix.sample_fraction", "{err}");
+    let err = load(MINIMAL, &["augment.mixup.ratio=2"]).unwrap_err();
+    assert_eq!(err.key, "augment.mixup.ratio", "{err}");
+    assert!(
+        load(MINIMAL, &["augment.rrc.freq_scale=[1.0, 1.0]"]).is_ok(),
+        "one scale keeps the axis unscaled"
+    );
+}
