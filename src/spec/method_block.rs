@@ -18,6 +18,13 @@ const DELORES_M_OBJECTIVE_KEYS: [&str; 5] = [
     "mask_same_clip",
 ];
 
+/// The key under `method:` that an old-layout key path (`objective.queue_size`) moved to.
+pub fn moved_key(path: &str) -> Option<&str> {
+    OLD_SECTIONS
+        .iter()
+        .find_map(|section| path.strip_prefix(section)?.strip_prefix('.'))
+}
+
 /// `method: <name>` as the block `{type: <name>}`; anything else as it is.
 fn as_block(method: &mut Value) {
     if let Value::String(name) = method {

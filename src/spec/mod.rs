@@ -186,10 +186,7 @@ impl LoadedSpec {
                 };
                 let parsed = Override::parse(raw).map_err(bad)?;
                 parsed.apply(&mut tree).map_err(|message| {
-                    let moved = ["objective.", "byol_a.", "delores."]
-                        .iter()
-                        .find_map(|old| raw.trim_start_matches(['+', '~']).strip_prefix(old));
-                    match moved {
+                    match method_block::moved_key(raw.trim_start_matches(['+', '~'])) {
                         Some(key) => bad(format!("{message}; the method's settings are in the `method:` block now: --set method.{key}")),
                         None => bad(message),
                     }
