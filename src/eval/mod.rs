@@ -3,6 +3,7 @@
 
 mod config;
 mod embed;
+mod few_shot;
 mod finetune;
 mod floor;
 mod logistic;
@@ -18,6 +19,7 @@ pub use embed::{
     embed_frames, embed_spectrograms, encoder_hash, encoder_span, normalised_batch, recalibrated,
     Pooling,
 };
+pub use few_shot::{few_shot_scores, per_class_subset, FewShotConfig};
 pub use finetune::{finetune, FinetuneData};
 pub use floor::bag_of_frames;
 pub use logistic::{logistic_probe, LogisticOutcome, L2_GRID};

@@ -12,6 +12,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::few_shot::FewShotConfig;
 use crate::error::{Error, Result};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::problems::Problem;
@@ -32,6 +33,10 @@ pub struct ProbeConfig {
     pub protocols: Vec<Protocol>,
     /// Fine-tuning epochs (docs/method.md §9.2: 100).
     pub finetune_epochs: usize,
+    /// Label budgets of `logistic_few_shot` (required by it, and only by it). Left out of the
+    /// resolved spec, and so of its hash, when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub few_shot: Option<FewShotConfig>,
 }
 
 /// An evaluation protocol (docs/method.md §9).
@@ -59,6 +64,9 @@ pub enum Protocol {
     /// Multinomial logistic regression fitted to convergence, L2 penalty chosen on the
     /// validation split (deterministic: one fit, no probe seeds). See [`super::logistic_probe`].
     Logistic,
+    /// The `logistic` probe on a label budget: `probe.few_shot.per_class` labelled clips per
+    /// class in train and in valid, over seeded draws; rows `logistic_{k}_shot`.
+    LogisticFewShot,
     /// Fine-tuning the whole encoder with a linear head (docs/method.md §9.2 hyperparameters), epoch
     /// chosen on the validation split.
     Finetune,
@@ -71,6 +79,7 @@ impl Protocol {
             Protocol::Linear => "linear",
             Protocol::LinearLape => "linear_lape",
             Protocol::Logistic => "logistic",
+            Protocol::LogisticFewShot => "logistic_few_shot",
             Protocol::Finetune => "finetune",
         }
     }
@@ -85,6 +94,7 @@ impl Default for ProbeConfig {
             seeds: 3,
             protocols: vec![Protocol::Linear, Protocol::LinearLape],
             finetune_epochs: 100,
+            few_shot: None,
         }
     }
 }
@@ -120,7 +130,33 @@ impl ProbeConfig {
                 "docs/method.md §9.3 uses 0.001",
             ));
         }
+        let few_shot_listed = self.protocols.contains(&Protocol::LogisticFewShot);
+        match &self.few_shot {
+            Some(f) => p.extend(f.problems().into_iter().map(|q| q.under("few_shot"))),
+            None if few_shot_listed => p.push(Problem::new(
+                "few_shot",
+                "`logistic_few_shot` is in probe.protocols but its label budgets are not set",
+                "add `few_shot: {per_class: [5, 20], draws: 10}` under probe",
+            )),
+            None => {}
+        }
+        if self.few_shot.is_some() && !few_shot_listed {
+            p.push(Problem::new(
+                "few_shot",
+                "label budgets are set but `logistic_few_shot` is not in probe.protocols",
+                "add logistic_few_shot to probe.protocols, or drop probe.few_shot",
+            ));
+        }
         p
+    }
+
+    /// Whether a score row's `protocol` belongs to `protocol` (the few-shot protocol's rows
+    /// carry their budget in the name).
+    pub fn row_belongs_to(row_protocol: &str, protocol: Protocol) -> bool {
+        match protocol {
+            Protocol::LogisticFewShot => FewShotConfig::names(row_protocol),
+            other => other.name() == row_protocol,
+        }
     }
 }
 

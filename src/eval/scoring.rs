@@ -49,7 +49,7 @@ pub fn mean_std(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
 
 /// The rows of one outcome: test/valid/train accuracy at the epoch chosen on valid under
 /// `selected`, and (when `max_test` names a protocol) the maximum test accuracy over epochs.
-fn outcome_rows(
+pub(super) fn outcome_rows(
     ctx: &ScoreContext,
     inputs: &ProbeInputs<'_>,
     selected: Option<Protocol>,

@@ -14,9 +14,9 @@ use crate::checkpoint;
 use crate::data::{map_clips, pretrain_clips, ClipAudio, ClipLoad, Split, Task};
 use crate::error::{Error, Result};
 use crate::eval::{
-    bag_of_frames, embed_spectrograms, encoder_hash, finetune_scores, linear_scores,
-    logistic_scores, recalibrated, BuiltinEncoder, EncoderChoice, FinetuneData, InputNormalization,
-    ProbeInputs, ProbeSet, Protocol, ScoreContext,
+    bag_of_frames, embed_spectrograms, encoder_hash, few_shot_scores, finetune_scores,
+    linear_scores, logistic_scores, recalibrated, BuiltinEncoder, EncoderChoice, FinetuneData,
+    InputNormalization, ProbeInputs, ProbeSet, Protocol, ScoreContext,
 };
 use crate::features::{batches, FrontendConfig, LogMelFrontend, NormStats, NormalizationConfig};
 use crate::methods::initial_encoder;
@@ -229,6 +229,12 @@ fn probe_sets(
         sets: sets.each_ref().map(|(x, y)| ProbeSet { x, y }),
     };
     let mut rows = logistic_scores(&spec.probe, ctx, inputs)?;
+    rows.extend(few_shot_scores(
+        &spec.probe.protocols,
+        spec.probe.few_shot.as_ref(),
+        ctx,
+        inputs,
+    )?);
     rows.extend(linear_scores(&spec.probe, ctx, inputs)?);
     Ok(rows)
 }

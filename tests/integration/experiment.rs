@@ -110,6 +110,69 @@ fn rescoring_a_protocol_keeps_the_other_rows_in_place() {
     assert_eq!(written.len(), first.len());
 }
 
+/// The few-shot protocol scores every task once per budget and draw, on `k` clips per class
+/// of train (and of valid) and the whole test split; the rows re-score in place; and the
+/// protocol without its budgets is a spec error that names the key.
+#[test]
+fn few_shot_rows_use_k_clips_per_class_and_rescore_in_place() {
+    use slicer::eval::Protocol;
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = smoke(
+        dir.path(),
+        &[
+            "eval.encoders=[random_init]",
+            "probe.protocols=[logistic, logistic_few_shot]",
+            "+probe.few_shot={per_class: [1, 2], draws: 2}",
+        ],
+    );
+    let experiment = Experiment::create(&loaded, &Silent).unwrap();
+    let first = experiment.run(Stage::Probe, &Silent).unwrap().scores;
+    let full: Vec<_> = first
+        .iter()
+        .filter(|r| r.protocol == "logistic" && r.metric == "test_accuracy")
+        .collect();
+    assert!(!full.is_empty());
+    for whole in &full {
+        for k in [1u64, 2] {
+            let rows: Vec<_> = first
+                .iter()
+                .filter(|r| {
+                    r.protocol == format!("logistic_{k}_shot")
+                        && r.metric == "test_accuracy"
+                        && (r.encoder.as_str(), r.task.as_str())
+                            == (whole.encoder.as_str(), whole.task.as_str())
+                })
+                .collect();
+            assert_eq!(
+                rows.iter().map(|r| r.seed).collect::<Vec<_>>(),
+                [0, 1],
+                "one row per draw"
+            );
+            for r in rows {
+                assert!(r.n_train < whole.n_train && r.n_train % k == 0, "{r:?}");
+                assert_eq!(r.n_test, whole.n_test, "scored on the whole test split");
+            }
+        }
+    }
+    let again = Experiment::resume(&loaded, &experiment.run_dir().path)
+        .unwrap()
+        .rescoring(vec![Protocol::LogisticFewShot])
+        .unwrap()
+        .run(Stage::Probe, &Silent)
+        .unwrap()
+        .scores;
+    assert_eq!(
+        first.iter().map(score_key).collect::<Vec<_>>(),
+        again.iter().map(score_key).collect::<Vec<_>>()
+    );
+
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/smoke.yaml");
+    let err = LoadedSpec::load(&path, &["probe.protocols=[logistic_few_shot]".to_string()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("probe.few_shot"), "{err}");
+}
+
 /// Pre-training, probes and the LAPE table in-process; resuming the finished run and
 /// probing again gives the same scores.
 #[test]

@@ -1,0 +1,217 @@
+//! The `logistic_few_shot` protocol: the `logistic` probe trained on a label budget. For each
+//! budget of `k` labelled clips per class and each of `draws` seeded draws, `k` clips per
+//! class are drawn from the train split and `k` from the validation split (the penalty is
+//! chosen on those only: a label budget covers model selection too), and the fit is scored
+//! on the whole test split. Rows are named `logistic_{k}_shot`, one row set per draw (the
+//! draw is the row's `seed`), so tables average over draws as over probe seeds.
+//!
+//! The draws depend on the run's seed, the task and the draw index only, never on the
+//! encoder: every encoder of a run is scored on the same clips, and runs of different
+//! members with the same seed are paired on them too.
+
+use std::time::Instant;
+
+use rand::seq::index::sample;
+use serde::{Deserialize, Serialize};
+
+use super::logistic::logistic_probe;
+use super::probe::{ProbeSet, Protocol};
+use super::scoring::{outcome_rows, ProbeInputs, ScoreContext};
+use crate::error::Result;
+use crate::eval::ProbeOutcome;
+use crate::problems::Problem;
+use crate::results::ScoreRow;
+
+/// Label budgets of the `logistic_few_shot` protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FewShotConfig {
+    /// Labelled clips per class, one budget each (a class with fewer keeps all of its own).
+    pub per_class: Vec<usize>,
+    /// Independent draws per budget; scores are the mean over draws.
+    pub draws: usize,
+}
+
+impl FewShotConfig {
+    /// Bad values, with keys relative to `probe.few_shot`.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut p = Problem::zero_counts(&[("draws", self.draws as u64, "e.g. 10")]);
+        if self.per_class.is_empty() || self.per_class.contains(&0) {
+            p.push(Problem::new(
+                "per_class",
+                format!(
+                    "{:?} is not a list of budgets of at least 1",
+                    self.per_class
+                ),
+                "e.g. [5, 20] labelled clips per class",
+            ));
+        }
+        p
+    }
+
+    /// The row protocol name of budget `k`.
+    pub fn protocol_name(k: usize) -> String {
+        format!("logistic_{k}_shot")
+    }
+
+    /// Whether `protocol` is the name of one of this protocol's budgets.
+    pub fn names(protocol: &str) -> bool {
+        protocol
+            .strip_prefix("logistic_")
+            .and_then(|rest| rest.strip_suffix("_shot"))
+            .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
+    }
+}
+
+/// Up to `k` examples of each class of `set` (`dim` values each), drawn without replacement
+/// from `rng`, in their order in `set`.
+pub fn per_class_subset(
+    set: ProbeSet<'_>,
+    dim: usize,
+    classes: usize,
+    k: usize,
+    rng: &mut impl rand::Rng,
+) -> (Vec<f32>, Vec<usize>) {
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
+    for (i, &c) in set.y.iter().enumerate() {
+        by_class[c].push(i);
+    }
+    let mut chosen: Vec<usize> = by_class
+        .iter()
+        .flat_map(|members| {
+            let n = members.len();
+            sample(rng, n, k.min(n))
+                .into_iter()
+                .map(|j| members[j])
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    chosen.sort_unstable();
+    let x = chosen
+        .iter()
+        .flat_map(|&i| &set.x[i * dim..(i + 1) * dim])
+        .copied()
+        .collect();
+    (x, chosen.iter().map(|&i| set.y[i]).collect())
+}
+
+/// The `logistic_few_shot` rows (when `protocols` has it): per budget and draw, test, valid
+/// and train accuracy and the chosen `l2_penalty`.
+pub fn few_shot_scores(
+    protocols: &[Protocol],
+    cfg: Option<&FewShotConfig>,
+    ctx: &ScoreContext,
+    inputs: ProbeInputs<'_>,
+) -> Result<Vec<ScoreRow>> {
+    let Some(cfg) = cfg.filter(|_| protocols.contains(&Protocol::LogisticFewShot)) else {
+        return Ok(Vec::new());
+    };
+    let [train, valid, test] = inputs.sets;
+    let mut rows = Vec::new();
+    for &k in &cfg.per_class {
+        for draw in 0..cfg.draws as u64 {
+            let started = Instant::now();
+            let mut rng = crate::rng::stream_indexed(
+                ctx.seed,
+                &format!("few_shot/{}/{k}", inputs.task),
+                draw,
+            );
+            let (xtr, ytr) = per_class_subset(train, inputs.dim, inputs.classes, k, &mut rng);
+            let (xva, yva) = per_class_subset(valid, inputs.dim, inputs.classes, k, &mut rng);
+            let sets = [
+                ProbeSet { x: &xtr, y: &ytr },
+                ProbeSet { x: &xva, y: &yva },
+                test,
+            ];
+            let fit = logistic_probe(inputs.dim, inputs.classes, sets[0], sets[1], sets[2])?;
+            let outcome = ProbeOutcome {
+                seed: draw,
+                best_epoch: 0,
+                train_accuracy: fit.train_accuracy,
+                valid_accuracy: fit.valid_accuracy,
+                test_accuracy: fit.test_accuracy,
+                max_test_accuracy: 0.0,
+                max_test_epoch: 0,
+            };
+            let wall = started.elapsed().as_secs_f64();
+            let subset = ProbeInputs { sets, ..inputs };
+            let mut draw_rows = outcome_rows(
+                ctx,
+                &subset,
+                Some(Protocol::LogisticFewShot),
+                None,
+                &outcome,
+                wall,
+            );
+            let mut penalty = draw_rows[0].clone();
+            penalty.metric = "l2_penalty".into();
+            penalty.value = fit.l2;
+            draw_rows.push(penalty);
+            for row in &mut draw_rows {
+                row.protocol = FewShotConfig::protocol_name(k);
+            }
+            rows.extend(draw_rows);
+        }
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(labels: &[usize]) -> (Vec<f32>, Vec<usize>) {
+        let x = labels
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &c)| [i as f32, c as f32])
+            .collect();
+        (x, labels.to_vec())
+    }
+
+    #[test]
+    fn the_subset_keeps_k_per_class_with_their_own_vectors_and_repeats_under_its_seed() {
+        let labels: Vec<usize> = (0..40).map(|i| i % 3).chain([3]).collect();
+        let (x, y) = set(&labels);
+        let draw = |index| {
+            let mut rng = crate::rng::stream_indexed(1, "few_shot/t/4", index);
+            per_class_subset(ProbeSet { x: &x, y: &y }, 2, 4, 4, &mut rng)
+        };
+        let (xs, ys) = draw(0);
+        for c in 0..3 {
+            assert_eq!(ys.iter().filter(|&&l| l == c).count(), 4, "class {c}");
+        }
+        assert_eq!(
+            ys.iter().filter(|&&l| l == 3).count(),
+            1,
+            "a class with fewer clips than the budget keeps all of them"
+        );
+        for (row, &label) in xs.chunks(2).zip(&ys) {
+            assert_eq!(row[1] as usize, label, "each vector stays with its label");
+            assert_eq!(y[row[0] as usize], label);
+        }
+        assert_eq!(draw(0), (xs, ys.clone()), "same seed and draw, same clips");
+        assert_ne!(draw(1).1.len(), 0);
+        assert_ne!(draw(1).0, draw(0).0, "another draw, other clips");
+    }
+
+    #[test]
+    fn budget_names_round_trip_and_nothing_else_matches() {
+        assert_eq!(FewShotConfig::protocol_name(5), "logistic_5_shot");
+        assert!(FewShotConfig::names("logistic_5_shot"));
+        assert!(FewShotConfig::names("logistic_120_shot"));
+        for other in ["logistic", "logistic__shot", "logistic_x_shot", "linear"] {
+            assert!(!FewShotConfig::names(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn bad_budgets_name_their_key() {
+        let bad = FewShotConfig {
+            per_class: vec![5, 0],
+            draws: 0,
+        };
+        let keys: Vec<String> = bad.problems().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["draws", "per_class"]);
+    }
+}
