@@ -16,9 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::logistic::logistic_probe;
 use super::probe::{ProbeSet, Protocol};
-use super::scoring::{outcome_rows, ProbeInputs, ScoreContext};
+use super::scoring::{logistic_rows, ProbeInputs, ScoreContext};
 use crate::error::Result;
-use crate::eval::ProbeOutcome;
 use crate::problems::Problem;
 use crate::results::ScoreRow;
 
@@ -124,29 +123,9 @@ pub fn few_shot_scores(
                 test,
             ];
             let fit = logistic_probe(inputs.dim, inputs.classes, sets[0], sets[1], sets[2])?;
-            let outcome = ProbeOutcome {
-                seed: draw,
-                best_epoch: 0,
-                train_accuracy: fit.train_accuracy,
-                valid_accuracy: fit.valid_accuracy,
-                test_accuracy: fit.test_accuracy,
-                max_test_accuracy: 0.0,
-                max_test_epoch: 0,
-            };
             let wall = started.elapsed().as_secs_f64();
             let subset = ProbeInputs { sets, ..inputs };
-            let mut draw_rows = outcome_rows(
-                ctx,
-                &subset,
-                Some(Protocol::LogisticFewShot),
-                None,
-                &outcome,
-                wall,
-            );
-            let mut penalty = draw_rows[0].clone();
-            penalty.metric = "l2_penalty".into();
-            penalty.value = fit.l2;
-            draw_rows.push(penalty);
+            let mut draw_rows = logistic_rows(ctx, &subset, draw, &fit, wall);
             for row in &mut draw_rows {
                 row.protocol = FewShotConfig::protocol_name(k);
             }

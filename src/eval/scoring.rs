@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::finetune::{finetune, FinetuneData};
-use super::logistic::logistic_probe;
+use super::logistic::{logistic_probe, LogisticOutcome};
 use super::probe::{linear_probe, ProbeConfig, ProbeOutcome, ProbeSet, Protocol};
 use crate::error::Result;
 use crate::model::Encoder;
@@ -49,7 +49,7 @@ pub fn mean_std(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
 
 /// The rows of one outcome: test/valid/train accuracy at the epoch chosen on valid under
 /// `selected`, and (when `max_test` names a protocol) the maximum test accuracy over epochs.
-pub(super) fn outcome_rows(
+fn outcome_rows(
     ctx: &ScoreContext,
     inputs: &ProbeInputs<'_>,
     selected: Option<Protocol>,
@@ -148,8 +148,21 @@ pub fn logistic_scores(
         fit.l2,
         fit.iterations
     );
+    let wall = started.elapsed().as_secs_f64();
+    Ok(logistic_rows(ctx, &inputs, ctx.seed, &fit, wall))
+}
+
+/// The `logistic` rows of one fit: test/valid/train accuracy and the chosen `l2_penalty`,
+/// under probe seed `seed`.
+pub(super) fn logistic_rows(
+    ctx: &ScoreContext,
+    inputs: &ProbeInputs<'_>,
+    seed: u64,
+    fit: &LogisticOutcome,
+    wall_s: f64,
+) -> Vec<ScoreRow> {
     let outcome = ProbeOutcome {
-        seed: ctx.seed,
+        seed,
         best_epoch: 0,
         train_accuracy: fit.train_accuracy,
         valid_accuracy: fit.valid_accuracy,
@@ -157,13 +170,19 @@ pub fn logistic_scores(
         max_test_accuracy: 0.0,
         max_test_epoch: 0,
     };
-    let wall = started.elapsed().as_secs_f64();
-    let mut rows = outcome_rows(ctx, &inputs, Some(Protocol::Logistic), None, &outcome, wall);
+    let mut rows = outcome_rows(
+        ctx,
+        inputs,
+        Some(Protocol::Logistic),
+        None,
+        &outcome,
+        wall_s,
+    );
     let mut penalty = rows[0].clone();
     penalty.metric = "l2_penalty".into();
     penalty.value = fit.l2;
     rows.push(penalty);
-    Ok(rows)
+    rows
 }
 
 /// Fine-tunes `encoder` once per probe seed (when `cfg.protocols` has `finetune`) and
