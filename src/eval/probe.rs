@@ -449,6 +449,42 @@ fn argmax(v: &[f32]) -> usize {
 mod tests {
     use super::*;
 
+    /// `logistic_few_shot` and `probe.few_shot` come together: either alone is an error that
+    /// names `few_shot`; together, with good budgets, there is none.
+    #[test]
+    fn the_few_shot_protocol_and_its_budgets_come_together() {
+        let budgets = FewShotConfig {
+            per_class: vec![5, 20],
+            draws: 10,
+        };
+        let keys = |protocols: Vec<Protocol>, few_shot: Option<FewShotConfig>| {
+            ProbeConfig {
+                protocols,
+                few_shot,
+                ..ProbeConfig::default()
+            }
+            .problems()
+            .into_iter()
+            .map(|p| p.key)
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(vec![Protocol::LogisticFewShot], None), ["few_shot"]);
+        assert_eq!(
+            keys(vec![Protocol::Logistic], Some(budgets.clone())),
+            ["few_shot"]
+        );
+        assert!(keys(vec![Protocol::LogisticFewShot], Some(budgets)).is_empty());
+        assert!(ProbeConfig::row_belongs_to(
+            "logistic_20_shot",
+            Protocol::LogisticFewShot
+        ));
+        assert!(!ProbeConfig::row_belongs_to(
+            "logistic",
+            Protocol::LogisticFewShot
+        ));
+        assert!(ProbeConfig::row_belongs_to("logistic", Protocol::Logistic));
+    }
+
     fn blobs(n_per: usize, seed: u64, shift: f32) -> (Vec<f32>, Vec<usize>) {
         let mut rng = crate::rng::stream(seed, "blobs");
         let (mut x, mut y) = (Vec::new(), Vec::new());
