@@ -19,11 +19,11 @@ pub use embed::{
     embed_frames, embed_spectrograms, encoder_hash, encoder_span, normalised_batch, recalibrated,
     Pooling,
 };
-pub use few_shot::{few_shot_scores, per_class_subset, FewShotConfig};
+pub use few_shot::{few_shot_scores, per_class_subset};
 pub use finetune::{finetune, FinetuneData};
 pub use floor::bag_of_frames;
 pub use logistic::{logistic_probe, LogisticOutcome, L2_GRID};
-pub use probe::{linear_probe, ProbeConfig, ProbeOutcome, ProbeSet, Protocol};
+pub use probe::{linear_probe, FewShotConfig, ProbeConfig, ProbeOutcome, ProbeSet, Protocol};
 pub use scoring::{
     finetune_scores, linear_scores, logistic_scores, mean_std, ProbeInputs, ScoreContext,
 };

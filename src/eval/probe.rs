@@ -12,7 +12,6 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::few_shot::FewShotConfig;
 use crate::error::{Error, Result};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::problems::Problem;
@@ -157,6 +156,47 @@ impl ProbeConfig {
             Protocol::LogisticFewShot => FewShotConfig::names(row_protocol),
             other => other.name() == row_protocol,
         }
+    }
+}
+
+/// Label budgets of the `logistic_few_shot` protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FewShotConfig {
+    /// Labelled clips per class, one budget each (a class with fewer keeps all of its own).
+    pub per_class: Vec<usize>,
+    /// Independent draws per budget; scores are the mean over draws.
+    pub draws: usize,
+}
+
+impl FewShotConfig {
+    /// Bad values, with keys relative to `probe.few_shot`.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut p = Problem::zero_counts(&[("draws", self.draws as u64, "e.g. 10")]);
+        if self.per_class.is_empty() || self.per_class.contains(&0) {
+            p.push(Problem::new(
+                "per_class",
+                format!(
+                    "{:?} is not a list of budgets of at least 1",
+                    self.per_class
+                ),
+                "e.g. [5, 20] labelled clips per class",
+            ));
+        }
+        p
+    }
+
+    /// The row protocol name of budget `k`.
+    pub fn protocol_name(k: usize) -> String {
+        format!("logistic_{k}_shot")
+    }
+
+    /// Whether `protocol` is the name of one of this protocol's budgets.
+    pub fn names(protocol: &str) -> bool {
+        protocol
+            .strip_prefix("logistic_")
+            .and_then(|rest| rest.strip_suffix("_shot"))
+            .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
     }
 }
 
