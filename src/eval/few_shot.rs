@@ -129,24 +129,4 @@ mod tests {
         assert_ne!(draw(1).1.len(), 0);
         assert_ne!(draw(1).0, draw(0).0, "another draw, other clips");
     }
-
-    #[test]
-    fn budget_names_round_trip_and_nothing_else_matches() {
-        assert_eq!(FewShotConfig::protocol_name(5), "logistic_5_shot");
-        assert!(FewShotConfig::names("logistic_5_shot"));
-        assert!(FewShotConfig::names("logistic_120_shot"));
-        for other in ["logistic", "logistic__shot", "logistic_x_shot", "linear"] {
-            assert!(!FewShotConfig::names(other), "{other}");
-        }
-    }
-
-    #[test]
-    fn bad_budgets_name_their_key() {
-        let bad = FewShotConfig {
-            per_class: vec![5, 0],
-            draws: 0,
-        };
-        let keys: Vec<String> = bad.problems().into_iter().map(|p| p.key).collect();
-        assert_eq!(keys, ["draws", "per_class"]);
-    }
 }

@@ -82,6 +82,15 @@ impl Protocol {
             Protocol::Finetune => "finetune",
         }
     }
+
+    /// Whether a score row whose protocol column is `row_protocol` is one of this protocol's
+    /// rows (the few-shot protocol's rows carry their budget in the name).
+    pub fn owns_row(self, row_protocol: &str) -> bool {
+        match self {
+            Protocol::LogisticFewShot => FewShotConfig::names(row_protocol),
+            other => other.name() == row_protocol,
+        }
+    }
 }
 
 impl Default for ProbeConfig {
@@ -148,15 +157,6 @@ impl ProbeConfig {
         }
         p
     }
-
-    /// Whether a score row's `protocol` belongs to `protocol` (the few-shot protocol's rows
-    /// carry their budget in the name).
-    pub fn row_belongs_to(row_protocol: &str, protocol: Protocol) -> bool {
-        match protocol {
-            Protocol::LogisticFewShot => FewShotConfig::names(row_protocol),
-            other => other.name() == row_protocol,
-        }
-    }
 }
 
 /// Label budgets of the `logistic_few_shot` protocol.
@@ -173,6 +173,9 @@ impl FewShotConfig {
     /// Bad values, with keys relative to `probe.few_shot`.
     pub fn problems(&self) -> Vec<Problem> {
         let mut p = Problem::zero_counts(&[("draws", self.draws as u64, "e.g. 10")]);
+        let mut distinct = self.per_class.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
         if self.per_class.is_empty() || self.per_class.contains(&0) {
             p.push(Problem::new(
                 "per_class",
@@ -181,6 +184,12 @@ impl FewShotConfig {
                     self.per_class
                 ),
                 "e.g. [5, 20] labelled clips per class",
+            ));
+        } else if distinct.len() != self.per_class.len() {
+            p.push(Problem::new(
+                "per_class",
+                format!("{:?} names a budget twice", self.per_class),
+                "list each budget once, e.g. [5, 20]",
             ));
         }
         p
@@ -514,15 +523,40 @@ mod tests {
             ["few_shot"]
         );
         assert!(keys(vec![Protocol::LogisticFewShot], Some(budgets)).is_empty());
-        assert!(ProbeConfig::row_belongs_to(
-            "logistic_20_shot",
-            Protocol::LogisticFewShot
-        ));
-        assert!(!ProbeConfig::row_belongs_to(
-            "logistic",
-            Protocol::LogisticFewShot
-        ));
-        assert!(ProbeConfig::row_belongs_to("logistic", Protocol::Logistic));
+        assert!(Protocol::LogisticFewShot.owns_row("logistic_20_shot"));
+        assert!(!Protocol::LogisticFewShot.owns_row("logistic"));
+        assert!(Protocol::Logistic.owns_row("logistic"));
+    }
+
+    #[test]
+    fn budget_names_round_trip_and_nothing_else_matches() {
+        assert_eq!(FewShotConfig::protocol_name(5), "logistic_5_shot");
+        assert!(FewShotConfig::names("logistic_5_shot"));
+        assert!(FewShotConfig::names("logistic_120_shot"));
+        for other in ["logistic", "logistic__shot", "logistic_x_shot", "linear"] {
+            assert!(!FewShotConfig::names(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn bad_budgets_name_their_key() {
+        let bad = FewShotConfig {
+            per_class: vec![5, 0],
+            draws: 0,
+        };
+        let keys: Vec<String> = bad.problems().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["draws", "per_class"]);
+        let twice = FewShotConfig {
+            per_class: vec![5, 20, 5],
+            draws: 10,
+        };
+        let problems = twice.problems();
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].message.contains("twice"),
+            "{}",
+            problems[0].message
+        );
     }
 
     fn blobs(n_per: usize, seed: u64, shift: f32) -> (Vec<f32>, Vec<usize>) {

@@ -150,11 +150,7 @@ fn rescored_rows(
 /// (encoder, task)'s fresh rows go where its first replaced row was, so tables built in row
 /// order keep their order; fresh rows of a pair `old` lacked go at the end.
 fn replace_rows(old: Vec<ScoreRow>, rescored: &[Protocol], fresh: Vec<ScoreRow>) -> Vec<ScoreRow> {
-    let is_rescored = |row: &ScoreRow| {
-        rescored
-            .iter()
-            .any(|&p| ProbeConfig::row_belongs_to(&row.protocol, p))
-    };
+    let is_rescored = |row: &ScoreRow| rescored.iter().any(|p| p.owns_row(&row.protocol));
     let pair = |row: &ScoreRow| (row.encoder.clone(), row.task.clone());
     let mut fresh_by_pair: Vec<((String, String), Vec<ScoreRow>)> = Vec::new();
     for row in fresh {
