@@ -6,7 +6,8 @@ use std::sync::Arc;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::mixup::{log_mixup_exp, MemoryBank};
+use super::kmix_bank::KmixBank;
+use super::mixup::log_mixup_exp;
 
 /// Which cluster the partner is drawn from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,21 +132,21 @@ pub struct Kmix {
     cfg: KmixConfig,
     centroids: Vec<Vec<f32>>,
     n_mels: usize,
-    bank: MemoryBank,
-    /// Cluster of each bank entry (kept in step with the bank).
-    bank_clusters: std::collections::VecDeque<usize>,
+    bank: KmixBank,
 }
 
 impl Kmix {
     /// k-mix with unit-norm `centroids` over `n_mels`-dim descriptors.
     pub fn new(cfg: KmixConfig, centroids: Vec<Vec<f32>>, n_mels: usize) -> Self {
-        let bank = MemoryBank::new(cfg.bank_size);
+        let orders = (0..centroids.len())
+            .map(|anchor| walk(&centroids, anchor, cfg.partner))
+            .collect();
+        let bank = KmixBank::new(cfg.bank_size, cfg.warmup, orders);
         Self {
             cfg,
             centroids,
             n_mels,
             bank,
-            bank_clusters: Default::default(),
         }
     }
 
@@ -159,17 +160,11 @@ impl Kmix {
         let alpha = (self.cfg.ratio * rng.random::<f64>()) as f32;
         let anchor_cluster = nearest(&self.centroids, &descriptor(&x, self.n_mels));
         let out = match self.partner(anchor_cluster, rng) {
-            Some(z) => log_mixup_exp(&x, &self.bank.entries()[z], alpha),
+            Some(z) => log_mixup_exp(&x, self.bank.values(z), alpha),
             None => x.to_vec(),
         };
-        if self.bank.len() == self.cfg.bank_size {
-            self.bank_clusters.pop_front();
-        }
-        self.bank_clusters.push_back(nearest(
-            &self.centroids,
-            &unit(&descriptor(&x, self.n_mels)),
-        ));
-        self.bank.push(x);
+        let cluster = nearest(&self.centroids, &unit(&descriptor(&x, self.n_mels)));
+        self.bank.push(x, cluster);
         out
     }
 
@@ -180,39 +175,33 @@ impl Kmix {
         if self.bank.len() < self.cfg.warmup {
             return Some(rng.random_range(0..self.bank.len()));
         }
-        let distance = |c: usize| {
-            self.centroids[c]
-                .iter()
-                .zip(&self.centroids[anchor])
-                .map(|(a, b)| (a - b) * (a - b))
-                .sum::<f32>()
-        };
-        let mut order: Vec<usize> = (0..self.centroids.len()).collect();
-        match self.cfg.partner {
-            PartnerPolicy::FarthestFirst => {
-                order.sort_by(|&a, &b| distance(b).total_cmp(&distance(a)))
-            }
-            PartnerPolicy::SameCluster => {
-                order.sort_by(|&a, &b| distance(a).total_cmp(&distance(b)))
-            }
-            PartnerPolicy::NearestOther => {
-                order.retain(|&c| c != anchor);
-                order.sort_by(|&a, &b| distance(a).total_cmp(&distance(b)));
-                order.push(anchor);
-            }
-        }
-        order.into_iter().find_map(|cluster| {
-            let members: Vec<usize> = self
-                .bank_clusters
-                .iter()
-                .enumerate()
-                .filter(|(_, &c)| c == cluster)
-                .map(|(i, _)| i)
-                .take(self.cfg.top_k)
-                .collect();
+        self.bank.order(anchor).iter().find_map(|&cluster| {
+            let members: Vec<usize> = self.bank.members(cluster).take(self.cfg.top_k).collect();
             (!members.is_empty()).then(|| members[rng.random_range(0..members.len())])
         })
     }
+}
+
+/// The clusters in the order the partner rule walks them for anchor cluster `anchor`.
+fn walk(centroids: &[Vec<f32>], anchor: usize, policy: PartnerPolicy) -> Vec<usize> {
+    let distance = |c: usize| {
+        centroids[c]
+            .iter()
+            .zip(&centroids[anchor])
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum::<f32>()
+    };
+    let mut order: Vec<usize> = (0..centroids.len()).collect();
+    match policy {
+        PartnerPolicy::FarthestFirst => order.sort_by(|&a, &b| distance(b).total_cmp(&distance(a))),
+        PartnerPolicy::SameCluster => order.sort_by(|&a, &b| distance(a).total_cmp(&distance(b))),
+        PartnerPolicy::NearestOther => {
+            order.retain(|&c| c != anchor);
+            order.sort_by(|&a, &b| distance(a).total_cmp(&distance(b)));
+            order.push(anchor);
+        }
+    }
+    order
 }
 
 #[cfg(test)]
@@ -258,7 +247,81 @@ mod tests {
             Some(2),
             "a cluster-0 anchor is mixed with the cluster-1 entry"
         );
-        kmix.cfg.partner = PartnerPolicy::SameCluster;
-        assert!(matches!(kmix.partner(0, &mut rng), Some(0 | 1)));
+    }
+
+    /// Three centroids on a half circle: 0 and 2 are each other's farthest, and 1 (as far
+    /// from both) walks to 0 first, ties kept in index order.
+    fn half_circle() -> Vec<Vec<f32>> {
+        vec![vec![1.0, 0.0], vec![0.0, 1.0], vec![-1.0, 0.0]]
+    }
+
+    #[test]
+    fn each_policy_walks_the_clusters_in_its_order() {
+        let c = half_circle();
+        assert_eq!(walk(&c, 0, PartnerPolicy::FarthestFirst), [2, 1, 0]);
+        assert_eq!(walk(&c, 1, PartnerPolicy::FarthestFirst), [0, 2, 1]);
+        assert_eq!(walk(&c, 0, PartnerPolicy::SameCluster), [0, 1, 2]);
+        assert_eq!(walk(&c, 1, PartnerPolicy::NearestOther), [0, 2, 1]);
+    }
+
+    /// Entries of cluster 1 are let go once clusters 0 and 2 both hold newer ones, since
+    /// every walk then stops before cluster 1; the draws never touch a released entry (that
+    /// would panic), over thousands of calls with evictions and clusters that come and go.
+    #[test]
+    fn the_bank_lets_go_only_of_entries_no_walk_reaches() {
+        let cfg = KmixConfig {
+            bank_size: 64,
+            warmup: 8,
+            top_k: 4,
+            ..KmixConfig::default()
+        };
+        let mut kmix = Kmix::new(cfg, half_circle(), 2);
+        let mut rng = crate::rng::stream(5, "kmix-release");
+        let point = [[5.0f32, 0.0], [0.0, 5.0], [-5.0, 0.0]];
+        for i in 0..4000 {
+            // Phases in which cluster 2, then cluster 0, is absent, so walks fall through.
+            let cluster = match (i / 500) % 4 {
+                0 => [0, 1][rng.random_range(0..2)],
+                2 => [1, 2][rng.random_range(0..2)],
+                _ => rng.random_range(0..3),
+            };
+            kmix.apply(Arc::from(point[cluster].to_vec()), &mut rng);
+        }
+        assert!(
+            kmix.bank.held() < kmix.bank.len(),
+            "some entries were let go"
+        );
+        // Fill with cluster 1, then one entry each of 0 and 2: all cluster-1 entries go.
+        for _ in 0..64 {
+            kmix.apply(Arc::from(point[1].to_vec()), &mut rng);
+        }
+        assert_eq!(kmix.bank.held(), 64);
+        kmix.apply(Arc::from(point[0].to_vec()), &mut rng);
+        assert_eq!(kmix.bank.held(), 64, "cluster 2 still walks to cluster 1");
+        kmix.apply(Arc::from(point[2].to_vec()), &mut rng);
+        assert_eq!(
+            kmix.bank.held(),
+            2,
+            "only the entries of clusters 0 and 2 stay"
+        );
+    }
+
+    /// Under the same-cluster policy each cluster is the first walked by its own anchors, so
+    /// nothing is let go.
+    #[test]
+    fn the_same_cluster_policy_keeps_every_entry() {
+        let cfg = KmixConfig {
+            bank_size: 32,
+            warmup: 4,
+            partner: PartnerPolicy::SameCluster,
+            ..KmixConfig::default()
+        };
+        let mut kmix = Kmix::new(cfg, half_circle(), 2);
+        let mut rng = crate::rng::stream(6, "kmix-same");
+        for i in 0..100 {
+            let x = [[5.0f32, 0.0], [0.0, 5.0], [-5.0, 0.0]][i % 3];
+            kmix.apply(Arc::from(x.to_vec()), &mut rng);
+        }
+        assert_eq!(kmix.bank.held(), 32);
     }
 }

@@ -2,6 +2,7 @@
 //! random resize crop, and k-mix (cluster-guided mixup), producing two views per clip.
 
 mod kmix;
+mod kmix_bank;
 mod mixup;
 mod rrc;
 mod views;
