@@ -34,6 +34,7 @@ pub mod eval;
 pub mod experiment;
 pub mod export;
 pub mod features;
+pub mod host;
 pub mod hub;
 pub mod loss;
 pub mod methods;

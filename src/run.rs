@@ -46,6 +46,10 @@ pub struct Provenance {
     pub dependencies: BTreeMap<String, String>,
     /// Start time, UTC, RFC 3339.
     pub created_at: String,
+    /// The machine (CPU model and vector extensions decide the last bits of every result;
+    /// absent in runs made before it was recorded).
+    #[serde(default)]
+    pub host: Option<crate::host::Host>,
 }
 
 /// A run folder.
@@ -120,6 +124,7 @@ impl RunDir {
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
             created_at: now.to_rfc3339(),
+            host: Some(crate::host::Host::detect()),
         };
         let run = Self { id, path };
         crate::atomic::write(
