@@ -266,6 +266,8 @@ fn run_folder_records_spec_and_provenance() {
     assert!(
         provenance.dependencies.contains_key("realfft") && provenance.rustc.starts_with("rustc")
     );
+    let host = provenance.host.expect("run.json records the host");
+    assert!(host.threads >= 1 && host.arch == std::env::consts::ARCH);
     let saved = LoadedSpec::load(&run.file("spec.yaml"), &[]).unwrap();
     assert_eq!(
         saved.spec.hash(),
