@@ -46,11 +46,7 @@ fn vector_extensions() -> Vec<String> {
         ("f16c", std::arch::is_x86_feature_detected!("f16c")),
         ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
     ];
-    detected
-        .into_iter()
-        .filter(|(_, on)| *on)
-        .map(|(name, _)| name.to_owned())
-        .collect()
+    enabled(&detected)
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -59,16 +55,22 @@ fn vector_extensions() -> Vec<String> {
         ("neon", std::arch::is_aarch64_feature_detected!("neon")),
         ("fp16", std::arch::is_aarch64_feature_detected!("fp16")),
     ];
-    detected
-        .into_iter()
-        .filter(|(_, on)| *on)
-        .map(|(name, _)| name.to_owned())
-        .collect()
+    enabled(&detected)
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 fn vector_extensions() -> Vec<String> {
     Vec::new()
+}
+
+/// The names of the detected extensions.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn enabled(detected: &[(&str, bool)]) -> Vec<String> {
+    detected
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| (*name).to_owned())
+        .collect()
 }
 
 #[cfg(test)]
