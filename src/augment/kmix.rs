@@ -158,12 +158,13 @@ impl Kmix {
     /// Mixes `x` with a partner chosen per the policy, then pushes `x` (shared, not copied).
     pub fn apply(&mut self, x: Arc<[f32]>, rng: &mut impl Rng) -> Vec<f32> {
         let alpha = (self.cfg.ratio * rng.random::<f64>()) as f32;
-        let anchor_cluster = nearest(&self.centroids, &descriptor(&x, self.n_mels));
+        let d = descriptor(&x, self.n_mels);
+        let anchor_cluster = nearest(&self.centroids, &d);
         let out = match self.partner(anchor_cluster, rng) {
             Some(z) => log_mixup_exp(&x, self.bank.values(z), alpha),
             None => x.to_vec(),
         };
-        let cluster = nearest(&self.centroids, &unit(&descriptor(&x, self.n_mels)));
+        let cluster = nearest(&self.centroids, &unit(&d));
         self.bank.push(x, cluster);
         out
     }
