@@ -3,7 +3,7 @@
 //!
 //! hf-hub 0.5's blocking API is used with the cache folder passed explicitly, because its
 //! `Api::new()` ignores `HF_HOME`, and it does not read `HF_HUB_OFFLINE` at all
-//! (../shared/BUILD_NOTES.md section 6). So this module resolves the cache folder itself
+//! (docs/models.md, "Hub cache"). So this module resolves the cache folder itself
 //! (`HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`), looks there first
 //! (also for a commit hash, which hf-hub only finds through a ref), and goes to the network
 //! only when `HF_HUB_OFFLINE` is unset.

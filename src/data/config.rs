@@ -127,7 +127,7 @@ pub enum TaskSource {
         /// The dataset's root folder.
         root: PathBuf,
     },
-    /// A task written by `../shared/data/make_tasks.sh OUT SIZE`: `OUT/<task>/labels.csv`.
+    /// A task written by `scripts/make_tasks.sh OUT SIZE`: `OUT/<task>/labels.csv`.
     MakeTasks {
         /// The `OUT` folder.
         root: PathBuf,
@@ -292,7 +292,7 @@ impl DataConfig {
             let (key, hint) = match &task.source {
                 TaskSource::MakeTasks { root, .. } if !root.is_dir() => (
                     format!("data.tasks.{i}.source.root"),
-                    format!("folder {} does not exist; create it with ../shared/data/make_tasks.sh {} small", root.display(), root.display()),
+                    format!("folder {} does not exist; create it with scripts/make_tasks.sh {} small (docs/data.md)", root.display(), root.display()),
                 ),
                 TaskSource::MakeTasks { .. } => (
                     format!("data.tasks.{i}.source.task"),

@@ -103,7 +103,7 @@ pub struct EvalConfig {
     /// windows before embedding them (see [`crate::model::Encoder::recalibrate_batch_norm`]).
     pub bn_recalibration: bool,
     /// How the feature cache stores log-mels: `f32` (default) or `f16` (half the disk;
-    /// README "Evaluating large tasks" gives what it changes in the scores). Left out of the
+    /// docs/findings/bounded-evaluation.md gives what it changes in the scores). Left out of the
     /// resolved spec, and so of its hash, while it is `f32`.
     #[serde(default, skip_serializing_if = "FeaturePrecision::is_f32")]
     pub feature_precision: FeaturePrecision,

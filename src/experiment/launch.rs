@@ -1,6 +1,6 @@
 //! Setting up a data-parallel launch: the checks, the run folder and its normalisation
 //! statistics, and each rank's environment. The binary starts the processes (see the
-//! README's multi-GPU section and [`crate::distributed`]).
+//! docs/gpu.md's multi-GPU section and [`crate::distributed`]).
 //!
 //! A launch is either local (`--gpus N`, `--processes N`: every rank on this machine,
 //! meeting through a file in the run folder) or one rank of a cluster job started by
@@ -99,7 +99,7 @@ impl ClusterRank {
         }
         let (Some(addr), Some(port)) = (var("MASTER_ADDR"), var("MASTER_PORT")) else {
             return Err(Error::Invalid(
-                "MASTER_ADDR and MASTER_PORT must be set: rank 0's host and a free port on it (the README's multi-node section has a SLURM script that sets them)".into(),
+                "MASTER_ADDR and MASTER_PORT must be set: rank 0's host and a free port on it (docs/gpu.md's multi-node section: scripts/slurm-job.sh sets them)".into(),
             ));
         };
         Ok(Some(Self {

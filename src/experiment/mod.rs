@@ -53,11 +53,11 @@ pub enum Stage {
     /// Features, then cached frozen-encoder embeddings of every task.
     Embed,
     /// Embeddings (from the cache when present), the floor and every probe protocol:
-    /// scores.parquet, then the summary.
+    /// scores.parquet and the run's own table.
     Probe,
     /// The LAPE table over all runs under output.root: lape_table.parquet and .md.
     Summary,
-    /// Pre-training, then probe and summary.
+    /// Pre-training, then probe.
     All,
 }
 
@@ -179,7 +179,9 @@ impl Experiment {
     }
 
     /// Runs `stage` (and what it needs) in this run's folder; [`Stage::Probe`] and
-    /// [`Stage::All`] also rewrite the LAPE table over every run under `output.root`.
+    /// [`Stage::All`] also write the run's own table (`lape_table.{md,parquet}` in the run
+    /// folder). The table over every run under `output.root` is rebuilt only by
+    /// [`Stage::Summary`], so a run leaves the published tables as they are.
     pub fn run(&self, stage: Stage, progress: &dyn Progress) -> Result<Report> {
         let spec = &self.loaded.spec;
         let _span = tracing::info_span!("experiment", spec = %spec.name, stage = ?stage).entered();
@@ -211,13 +213,20 @@ impl Experiment {
                 progress,
             )?);
         }
-        report.say(format!("run folder: {}", self.run.path.display()));
-        if stage.scores() {
-            write_summary(root)?;
+        if stage.scores() && !report.scores.is_empty() {
+            let table = lape_table(&report.scores);
+            table.write(&self.run.path)?;
+            if let Some(line) = report::headline(spec, &table) {
+                report.say(line);
+            }
             report.say(format!(
-                "every run's newest scores (LAPE table): {}",
-                root.join("lape_table.md").display()
+                "this run's table: {}\nrun folder: {}\nthe LAPE table over every run under {} is rebuilt by `--stage summary`",
+                self.run.file("lape_table.md").display(),
+                self.run.path.display(),
+                root.display()
             ));
+        } else {
+            report.say(format!("run folder: {}", self.run.path.display()));
         }
         Ok(report)
     }
@@ -272,7 +281,7 @@ fn tasks(loaded: &LoadedSpec) -> Result<Vec<Task>> {
 }
 
 /// Writes the LAPE table over every run under `root` (`lape_table.{md,parquet}`).
-pub fn write_summary(root: &Path) -> Result<LapeTable> {
+fn write_summary(root: &Path) -> Result<LapeTable> {
     let scores = latest_scores(root)?;
     if scores.is_empty() {
         return Err(Error::Invalid(format!(

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::eval::{LapeRow, LapeTable, Protocol};
 use crate::methods::MethodConfig;
 use crate::results::{MetricRow, ScoreRow};
 use crate::spec::ExperimentSpec;
@@ -37,6 +38,48 @@ impl fmt::Display for Report {
         }
         Ok(())
     }
+}
+
+/// One line on what a run shows: its pre-trained encoder against random init and the
+/// bag-of-frames floor under the headline protocol (`logistic` when scored, else the first),
+/// mean over tasks; `None` when the run has no such rows.
+pub(super) fn headline(spec: &ExperimentSpec, table: &LapeTable) -> Option<String> {
+    let protocols = &spec.probe.protocols;
+    let protocol = if protocols.contains(&Protocol::Logistic) {
+        Protocol::Logistic
+    } else {
+        *protocols.first()?
+    }
+    .name();
+    let average = |encoder: &str| {
+        table
+            .rows
+            .iter()
+            .find(|r| r.encoder == encoder && r.protocol == protocol)
+            .and_then(LapeRow::average)
+            .map(|a| 100.0 * a)
+    };
+    let method = spec.method.name();
+    if !spec.method.pretrains() {
+        return None;
+    }
+    let trained = average(method)?;
+    let against: Vec<String> = [
+        ("random_init", "random init"),
+        ("bag_of_frames", "the floor"),
+    ]
+    .into_iter()
+    .filter_map(|(encoder, label)| {
+        average(encoder).map(|a| format!("{label} {a:.1} ({:+.1})", trained - a))
+    })
+    .collect();
+    (!against.is_empty()).then(|| {
+        format!(
+            "this run, {protocol}, mean over {} tasks: {method} {trained:.1} against {}; one pre-training seed, so a gap of a few points is within run-to-run variation (docs/findings/main-job.md)",
+            table.tasks.len(),
+            against.join(" and ")
+        )
+    })
 }
 
 /// One line on a finished pre-training: steps, losses against their chance levels, cluster

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 
 use super::suite::{Suite, SuiteMember};
-use super::{write_summary, Experiment, Report, Stage};
+use super::{Experiment, Report, Stage};
 
 /// Which members a suite run touches.
 #[derive(Debug, Clone, Default)]
@@ -60,12 +60,6 @@ pub fn run_suite(suite: &Suite, options: &SuiteOptions, progress: &dyn Progress)
         suite.name,
         dir.join("lape_table.md").display(),
         table.to_markdown()
-    ));
-    let root = &suite.members[0].spec.spec.output.root;
-    write_summary(root)?;
-    report.say(format!(
-        "LAPE table over every run: {}",
-        root.join("lape_table.md").display()
     ));
     Ok(report)
 }

@@ -7,7 +7,9 @@ use candle_core::{Device, Result, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use super::heads::Mlp;
-use super::teacher::{queue_problem, queue_warning, EmaSchedule};
+use super::teacher::{
+    momentum_problem, queue_problem, queue_warning, temperature_problem, EmaSchedule,
+};
 use super::{init_stream, load_network, network_state, new_encoder, MethodSetup};
 use crate::checkpoint::{CheckpointTensors, NamedTensors};
 use crate::error::Error;
@@ -55,6 +57,8 @@ impl DeloresMConfig {
     pub fn problems(&self, batch_size: usize) -> Vec<Problem> {
         queue_problem(self.queue_size, batch_size)
             .into_iter()
+            .chain(momentum_problem("ema_momentum", self.ema_momentum))
+            .chain(temperature_problem("temperature", self.temperature))
             .collect()
     }
 }

@@ -126,9 +126,10 @@ impl MethodConfig {
         match self {
             MethodConfig::Slicer(c) => c.problems(batch_size),
             MethodConfig::DeloresM(c) => c.problems(batch_size),
-            MethodConfig::ByolA(_) | MethodConfig::DeloresS(_) | MethodConfig::RandomInit(_) => {
-                Vec::new()
-            }
+            MethodConfig::ByolA(c) => teacher::momentum_problem("ema_decay", c.ema_decay)
+                .into_iter()
+                .collect(),
+            MethodConfig::DeloresS(_) | MethodConfig::RandomInit(_) => Vec::new(),
         }
     }
 }

@@ -5,14 +5,46 @@ use serde::{Deserialize, Serialize};
 
 use crate::problems::Problem;
 
-/// A queue of `queue_size` keys that is not written in whole batches of `batch_size`
-/// (key relative to the `method:` block).
+/// A queue of `queue_size` keys that is empty or not written in whole batches of
+/// `batch_size` (key relative to the `method:` block). A zero batch size is `train`'s problem.
 pub fn queue_problem(queue_size: usize, batch_size: usize) -> Option<Problem> {
-    (queue_size % batch_size != 0).then(|| {
+    const HINT: &str =
+        "the queue is written in whole batches (docs/method.md §6); e.g. 65536 with a power-of-two batch";
+    if queue_size == 0 {
+        return Some(Problem::new(
+            "queue_size",
+            "must be a positive multiple of train.batch_size",
+            HINT,
+        ));
+    }
+    (batch_size != 0 && queue_size % batch_size != 0).then(|| {
         Problem::new(
             "queue_size",
             format!("{queue_size} is not a multiple of train.batch_size ({batch_size})"),
-            "the queue is written in whole batches (docs/method.md §6); e.g. 65536 with a power-of-two batch",
+            HINT,
+        )
+    })
+}
+
+/// A teacher momentum (`key`) outside [0, 1]: the EMA would leave the convex hull of the
+/// student's weights and diverge.
+pub fn momentum_problem(key: &str, momentum: f64) -> Option<Problem> {
+    (!(0.0..=1.0).contains(&momentum)).then(|| {
+        Problem::new(
+            key,
+            format!("{momentum} is not a momentum in [0, 1]"),
+            "docs/method.md §13 uses 0.999 (BYOL-A's target: 0.99)",
+        )
+    })
+}
+
+/// A softmax temperature (`key`) that is not positive and finite: the logits would be infinite.
+pub fn temperature_problem(key: &str, temperature: f64) -> Option<Problem> {
+    (!(temperature.is_finite() && temperature > 0.0)).then(|| {
+        Problem::new(
+            key,
+            format!("{temperature} is not a positive temperature"),
+            "docs/method.md §13 uses 0.07 (instance) and 1.0 (cluster)",
         )
     })
 }

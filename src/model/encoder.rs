@@ -15,6 +15,10 @@ use super::layers::{BatchNorm2d, Conv3x3, Dropout, Linear};
 /// Channels of every conv block.
 pub const CHANNELS: usize = 64;
 
+/// How much the three 2x2 max pools shrink the mel and time axes (so an input needs at least
+/// this many mel bands and frames).
+pub const MEL_POOLING: usize = 8;
+
 /// One conv block: Conv3x3 -> BatchNorm -> ReLU -> MaxPool 2x2.
 #[derive(Debug)]
 pub struct ConvBlock {
@@ -79,7 +83,7 @@ impl Encoder {
             })
         };
         let blocks = [block(1, rng)?, block(CHANNELS, rng)?, block(CHANNELS, rng)?];
-        let fc0 = Linear::new(CHANNELS * (n_mels / 8), d, rng, device)?;
+        let fc0 = Linear::new(CHANNELS * (n_mels / MEL_POOLING), d, rng, device)?;
         let fc3 = Linear::new(d, d, rng, device)?;
         Ok(Self {
             blocks,

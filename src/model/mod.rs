@@ -14,7 +14,7 @@ mod testing;
 
 pub use autocast::{autocast, compute_dtype, AutocastGuard, Precision};
 pub(crate) use encoder::load_params;
-pub use encoder::{pool_max_mean, ConvBlock, Encoder, CHANNELS};
+pub use encoder::{pool_max_mean, ConvBlock, Encoder, CHANNELS, MEL_POOLING};
 pub use layers::{BatchNorm2d, Conv3x3, Dropout, Linear};
 pub use params::{copy_params, ema_update};
 pub use queue::KeyQueue;

@@ -100,7 +100,7 @@ fn upgrade_old_layout(map: &mut Mapping) -> Result<bool, (String, String)> {
             return Err((
                 (*first_old).to_owned(),
                 format!(
-                    "`{first_old}:` belongs to the layout before the `method:` block and cannot sit beside one; move its keys into `method:` (README section \"Experiment specs\")"
+                    "`{first_old}:` belongs to the layout before the `method:` block and cannot sit beside one; move its keys into `method:` (docs/specs.md)"
                 ),
             ))
         }

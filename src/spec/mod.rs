@@ -114,7 +114,7 @@ impl Default for OutputConfig {
     }
 }
 
-const SCHEMA_HINT: &str = "run `experiment SPEC --print-config` to see every key with its default; README section \"Experiment specs\" documents them";
+const SCHEMA_HINT: &str = "run `experiment SPEC --print-config` to see every key with its default; docs/specs.md documents them";
 
 /// A loaded, overridden and validated spec, with the text it came from.
 #[derive(Debug, Clone)]
@@ -280,6 +280,17 @@ impl ExperimentSpec {
                 message,
                 "docs/method.md §2.3 gives the standard values",
             ));
+        } else if self.frontend.n_mels < crate::model::MEL_POOLING {
+            problems.push(Problem::new(
+                "frontend.n_mels",
+                format!(
+                    "{} mel bands is too few: the encoder pools the mel axis by {} (three 2x2 max pools), so it needs at least {}",
+                    self.frontend.n_mels,
+                    crate::model::MEL_POOLING,
+                    crate::model::MEL_POOLING
+                ),
+                "docs/method.md §2.3 uses 64",
+            ));
         }
         problems.extend(
             self.normalization
@@ -312,7 +323,7 @@ impl ExperimentSpec {
             problems.push(Problem::new(
                 "device",
                 why,
-                "or run on `cpu` (--device cpu); README section \"GPU\"",
+                "or run on `cpu` (--device cpu); docs/gpu.md",
             ));
         }
         if self.precision == Precision::Bf16 && self.device.is_cpu() {
@@ -374,7 +385,7 @@ fn normalise_method(
     })?;
     if upgraded {
         tracing::warn!(
-            "{}: `objective:`, `byol_a:` and `delores:` are the layout before the `method:` block; read as `method: {{type: {}, ...}}` (README section \"Experiment specs\" shows the current layout)",
+            "{}: `objective:`, `byol_a:` and `delores:` are the layout before the `method:` block; read as `method: {{type: {}, ...}}` (docs/specs.md shows the current layout)",
             path.display(),
             tree.get("method").and_then(|m| m.get("type")).and_then(|t| t.as_str()).unwrap_or("slicer")
         );

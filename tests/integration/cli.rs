@@ -98,11 +98,13 @@ fn smoke_run_pretrains_evaluates_and_summarises_and_stages_rerun_from_cache() {
     ] {
         assert!(stdout.contains(row), "{row} not in {stdout}");
     }
-    // The job ends on its own run: its table, its folder, then one line for the global table.
-    let tail: Vec<&str> = stdout.trim_end().lines().rev().take(2).collect();
+    // The job ends on its own run: its table's file, its folder, then how to rebuild the
+    // table over every run.
+    let tail: Vec<&str> = stdout.trim_end().lines().rev().take(3).collect();
     assert!(
-        tail[0].starts_with("every run's newest scores (LAPE table): ")
-            && tail[1].starts_with("run folder: "),
+        tail[0].contains("rebuilt by `--stage summary`")
+            && tail[1].starts_with("run folder: ")
+            && tail[2].starts_with("this run's table: "),
         "{stdout}"
     );
     assert!(
@@ -126,8 +128,19 @@ fn smoke_run_pretrains_evaluates_and_summarises_and_stages_rerun_from_cache() {
         assert!(run.join(file).is_file(), "{file} missing");
     }
     for file in ["lape_table.md", "lape_table.parquet"] {
-        assert!(dir.path().join(file).is_file(), "{file} missing");
+        assert!(run.join(file).is_file(), "the run's {file} missing");
+        assert!(
+            !dir.path().join(file).exists(),
+            "a run rewrote the table over every run ({file})"
+        );
     }
+    assert!(
+        stdout.contains(&format!(
+            "this run's table: {}",
+            run.join("lape_table.md").display()
+        )),
+        "{stdout}"
+    );
     // The run's log holds what the terminal showed from the run folder on, without colours.
     let log = std::fs::read_to_string(run.join("run.log")).unwrap();
     assert!(

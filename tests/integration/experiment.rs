@@ -183,7 +183,24 @@ fn a_whole_run_in_process_and_its_resumed_probe_agree() {
     let experiment = Experiment::create(&loaded, &Silent).unwrap();
     let report = experiment.run(Stage::All, &Silent).unwrap();
     assert!(report.paragraphs[0].starts_with("pre-training (slicer): 6 steps"));
-    assert!(dir.path().join("lape_table.md").is_file());
+    let run_table = experiment.run_dir().file("lape_table.md");
+    assert!(run_table.is_file(), "the run's own table");
+    assert!(
+        !dir.path().join("lape_table.md").exists(),
+        "a run leaves the table over every run alone"
+    );
+    assert!(report
+        .to_string()
+        .contains(&run_table.display().to_string()));
+    let summary = Experiment::create(&loaded, &Silent)
+        .unwrap()
+        .run(Stage::Summary, &Silent)
+        .unwrap();
+    assert!(summary.to_string().contains("LAPE table"));
+    assert!(
+        dir.path().join("lape_table.md").is_file(),
+        "--stage summary writes it"
+    );
     let resumed = Experiment::resume(&loaded, &experiment.run_dir().path).unwrap();
     let again = resumed.run(Stage::Probe, &Silent).unwrap();
     let mut first: Vec<_> = report.scores.iter().map(score_key).collect();

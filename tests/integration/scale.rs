@@ -1,7 +1,7 @@
-//! The scale corpus and task of issue 18's measurements: hours of generated speech-, music-
+//! The scale corpus and task of the memory measurements: hours of generated speech-, music-
 //! and scene-like audio, and a 20 000-clip labelled task of 8-second clips, as 16-bit WAV
-//! files written where `SLICER_SCALE_DIR` points. The README sections "Streaming the
-//! pre-training corpus" and "Evaluating large tasks" give the commands that measure on them.
+//! files written where `SLICER_SCALE_DIR` points. docs/findings/streaming-memory.md and
+//! docs/findings/bounded-evaluation.md give the commands that measure on them.
 
 use std::io::Write;
 use std::path::Path;

@@ -362,3 +362,141 @@ fn bad_augmentation_values_are_problems_before_any_work() {
         "one scale keeps the axis unscaled"
     );
 }
+
+/// The dotted paths of every numeric leaf under `value` (sequence items by index).
+fn numeric_keys(value: &yaml_serde::Value, prefix: &str) -> Vec<String> {
+    let join = |key: &str| {
+        if prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{prefix}.{key}")
+        }
+    };
+    match value {
+        yaml_serde::Value::Number(_) => vec![prefix.to_owned()],
+        yaml_serde::Value::Mapping(map) => map
+            .iter()
+            .filter_map(|(k, v)| k.as_str().map(|k| numeric_keys(v, &join(k))))
+            .flatten()
+            .collect(),
+        yaml_serde::Value::Sequence(items) => items
+            .iter()
+            .enumerate()
+            .flat_map(|(i, v)| numeric_keys(v, &join(&i.to_string())))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Every numeric key of the main and smoke specs, set to zero, negative, huge, NaN and small
+/// values, loads or fails with a spec error that names a key: no value panics while the spec
+/// is read and validated (`scripts/spec_sweep.py --run` does the same through whole runs).
+#[test]
+fn no_numeric_value_panics_while_a_spec_loads() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let values = [
+        "0",
+        "-1",
+        "1e30",
+        "NaN",
+        ".nan",
+        "99999999999",
+        "1",
+        "3",
+        "1000",
+        "0.5",
+    ];
+    for spec in ["experiments/slicer.yaml", "experiments/smoke.yaml"] {
+        let path = root.join(spec);
+        let resolved = LoadedSpec::load(&path, &[]).unwrap().resolved_yaml();
+        let keys = numeric_keys(&yaml_serde::from_str(&resolved).unwrap(), "");
+        assert!(keys.len() > 40, "{spec}: {keys:?}");
+        for key in &keys {
+            for value in values {
+                let set = vec![format!("{key}={value}")];
+                let outcome = std::panic::catch_unwind(|| LoadedSpec::load(&path, &set));
+                match outcome {
+                    Err(_) => panic!("{spec}: --set {key}={value} panicked"),
+                    Ok(Err(e)) => assert!(!e.key.is_empty(), "{spec}: {key}={value}: {e}"),
+                    Ok(Ok(_)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// The values that used to panic at load time or in the run, or to stop a run on a non-finite
+/// loss, name their key and the range.
+#[test]
+fn values_that_used_to_panic_are_spec_errors_naming_the_key() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (spec, set, key, says) in [
+        (
+            "slicer.yaml",
+            "train.batch_size=0",
+            "train.batch_size",
+            "at least 2",
+        ),
+        (
+            "smoke.yaml",
+            "train.batch_size=0",
+            "train.batch_size",
+            "at least 2",
+        ),
+        (
+            "smoke.yaml",
+            "method.queue_size=0",
+            "method.queue_size",
+            "positive multiple",
+        ),
+        (
+            "smoke.yaml",
+            "frontend.n_mels=1",
+            "frontend.n_mels",
+            "at least 8",
+        ),
+        (
+            "smoke.yaml",
+            "frontend.n_mels=3",
+            "frontend.n_mels",
+            "at least 8",
+        ),
+        (
+            "slicer.yaml",
+            "frontend.n_mels=7",
+            "frontend.n_mels",
+            "at least 8",
+        ),
+        (
+            "smoke.yaml",
+            "method.temperature=0",
+            "method.temperature",
+            "positive",
+        ),
+        (
+            "smoke.yaml",
+            "method.cluster_temperature=.nan",
+            "method.cluster_temperature",
+            "positive",
+        ),
+        (
+            "smoke.yaml",
+            "method.ema_momentum=1000",
+            "method.ema_momentum",
+            "[0, 1]",
+        ),
+    ] {
+        let err =
+            LoadedSpec::load(&root.join("experiments").join(spec), &[set.to_owned()]).unwrap_err();
+        assert_eq!(err.key, key, "{spec} --set {set}: {err}");
+        assert!(err.message.contains(says), "{spec} --set {set}: {err}");
+    }
+    assert!(
+        LoadedSpec::load(
+            &root.join("experiments/smoke.yaml"),
+            &["frontend.n_mels=8".to_owned()]
+        )
+        .is_ok(),
+        "8 mel bands pool to one"
+    );
+}

@@ -1,5 +1,8 @@
-//! The binary's logging: the terminal (RUST_LOG, default info) and the open run's `run.log`
-//! (info, without colours; see `slicer::experiment::RunLog`).
+//! The binary's logging: the terminal (RUST_LOG, default info; colours only when stderr is a
+//! terminal and `NO_COLOR` is unset) and the open run's `run.log` (info, without colours; see
+//! `slicer::experiment::RunLog`).
+
+use std::io::IsTerminal;
 
 use slicer::experiment::RunLog;
 use tracing_subscriber::filter::LevelFilter;
@@ -11,6 +14,7 @@ pub fn init() {
     tracing_subscriber::registry()
         .with(
             fmt::layer()
+                .with_ansi(colours_on_stderr())
                 .with_writer(std::io::stderr)
                 .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())),
         )
@@ -22,6 +26,12 @@ pub fn init() {
                 .with_filter(LevelFilter::INFO),
         )
         .init();
+}
+
+/// Whether the terminal layer may colour its output: stderr is a terminal and the user has
+/// not asked for plain text (<https://no-color.org>).
+fn colours_on_stderr() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// tracing's default field format under a type of its own: span fields are formatted once

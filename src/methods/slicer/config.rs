@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::methods::teacher::{queue_problem, queue_warning, EmaSchedule};
+use crate::methods::teacher::{
+    momentum_problem, queue_problem, queue_warning, temperature_problem, EmaSchedule,
+};
 use crate::problems::Problem;
 
 /// Which behaviour of the official code to follow.
@@ -78,6 +80,12 @@ impl SlicerConfig {
             ));
         }
         problems.extend(queue_problem(self.queue_size, batch_size));
+        problems.extend(momentum_problem("ema_momentum", self.ema_momentum));
+        problems.extend(temperature_problem("temperature", self.temperature));
+        problems.extend(temperature_problem(
+            "cluster_temperature",
+            self.cluster_temperature,
+        ));
         problems
     }
 }
