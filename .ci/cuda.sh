@@ -5,7 +5,7 @@
 # into .tools/cuda) and stubs of libcuda.so.1 and libcudnn.so.9 to link against (the driver
 # library ships with the GPU driver, in no wheel; cuDNN comes with PyTorch on a GPU machine).
 # The binaries link but cannot run here; on a GPU machine with CUDA installed, plain `cargo build --release --features cuda` is all it takes.
-# Recipe and measurements: ../shared/BUILD_NOTES.md section 4, README "GPU".
+# Why each step: docs/gpu.md, "Building CUDA without a GPU".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools="$PWD/.tools/cuda"

@@ -1,7 +1,7 @@
 //! Log-mel throughput on 1 s clips, one clip at a time and as a parallel batch.
 //!
 //! `cargo bench --bench frontend` prints one JSON line per measurement in the shape of
-//! ../shared/reference/bench_torch.py (`impl`, `bench`, `lib`, `mode`, `median_s`,
+//! benches/reference/bench_torch.py (`impl`, `bench`, `lib`, `mode`, `median_s`,
 //! `median_quiet_s`, `throughput` in audio-seconds per second, ...), so
 //! `python bench_summary.py torch.jsonl rust.jsonl` puts both side by side.
 //! Options after `--`: `--reps N` (default 10), `--warmup N` (default 2), `--clips N` (64).

@@ -1,6 +1,6 @@
 //! One SLICER training step (two directions, official order: two EMA updates, SGD as the
 //! toolkit) at d=2048 on 64x96 inputs, batch 64 and 128, and eval-mode embedding throughput
-//! at batch 256, printed as JSON lines in the shape of ../shared/reference/bench_torch.py
+//! at batch 256, printed as JSON lines in the shape of benches/reference/bench_torch.py
 //! (`bench`: `train_step`, `infer_embed`).
 //!
 //! `cargo bench --bench train_step -- [--d 2048] [--reps 3] [--warmup 1] [--queue 65536]

@@ -1,5 +1,5 @@
 //! Timing and JSON output shared by the benches, in the record shape of
-//! ../shared/reference/bench_torch.py so that bench_summary.py reads both.
+//! benches/reference/bench_torch.py so that benches/reference/bench_summary.py reads both.
 
 use std::time::Instant;
 
