@@ -6,13 +6,37 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::eval::{lape_table, Weights};
-use crate::features::FrontendConfig;
+use crate::features::NormStats;
 use crate::pretrained::PretrainedEncoder;
 
 /// Exports the newest checkpoint of `run_dir` (student or teacher) into `out_dir`, with a
 /// model card that carries the run's rows of the LAPE table (when it has scores).
 pub fn export_run(run_dir: &Path, out_dir: &Path, weights: Weights) -> Result<PretrainedEncoder> {
-    let model = PretrainedEncoder::from_run(run_dir, weights)?;
+    save_with_card(
+        run_dir,
+        PretrainedEncoder::from_run(run_dir, weights)?,
+        out_dir,
+    )
+}
+
+/// Writes the run's encoder at its seeded initialisation (what its `random_init` rows
+/// score) as an exported folder: the untrained baseline, for harnesses outside this project.
+/// Needs no checkpoint, only the run's `spec.yaml` and `norm_stats.json`.
+pub fn export_random_init(run_dir: &Path, out_dir: &Path) -> Result<PretrainedEncoder> {
+    save_with_card(
+        run_dir,
+        PretrainedEncoder::random_init_of_run(run_dir)?,
+        out_dir,
+    )
+}
+
+/// Saves `model` of the run in `run_dir` to `out_dir` with its model card (and the run's
+/// table, when it has scores).
+fn save_with_card(
+    run_dir: &Path,
+    model: PretrainedEncoder,
+    out_dir: &Path,
+) -> Result<PretrainedEncoder> {
     let scores = run_dir.join("scores.parquet");
     let table = if scores.is_file() {
         Some(lape_table(&crate::results::read_scores(&scores)?).to_markdown())
@@ -29,17 +53,19 @@ pub fn export_run(run_dir: &Path, out_dir: &Path, weights: Weights) -> Result<Pr
 
 /// Converts a PyTorch checkpoint (BYOL-A `.pth`, LAPE `.ckpt`) into an exported folder.
 /// The front end is the checkpoint's own ([`crate::pretrained::PytorchFormat`]) unless
-/// `frontend` names another ([`FrontendConfig::from_choice`]).
+/// `frontend` names another ([`crate::features::FrontendConfig::from_choice`]); `norm`, when
+/// given, is stored as the model's log-mel statistics (checkpoints carry none).
 pub fn convert(
     input: &Path,
     out_dir: &Path,
     weights: Weights,
     frontend: Option<&str>,
+    norm: Option<NormStats>,
 ) -> Result<PretrainedEncoder> {
-    let mut model = PretrainedEncoder::from_pytorch(input, weights)?;
-    if let Some(choice) = frontend {
-        let n_mels = model.config.frontend.n_mels;
-        model = model.with_frontend(FrontendConfig::from_choice(choice, n_mels)?)?;
+    let mut model =
+        PretrainedEncoder::from_pytorch(input, weights)?.with_frontend_choice(frontend)?;
+    if norm.is_some() {
+        model.config.normalization = norm;
     }
     model.save(out_dir)?;
     crate::atomic::write(

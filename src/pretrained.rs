@@ -215,30 +215,44 @@ impl PretrainedEncoder {
                     .map(|s| (s.to_owned(), t.clone()))
             })
             .collect();
-        let norm_path = run_dir.join("norm_stats.json");
-        let normalization = std::fs::read_to_string(&norm_path)
+        let checkpoint = latest
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let config = Self::run_config(run_dir, &spec, &format!("{weights:?}, {checkpoint}"));
+        Self::from_state(config, &state, &latest)
+    }
+
+    /// A run's encoder at its seeded initialisation: what the run's `random_init` rows
+    /// score, with the run's normalisation statistics.
+    pub fn random_init_of_run(run_dir: &Path) -> Result<Self> {
+        let spec = crate::spec::LoadedSpec::load(&run_dir.join("spec.yaml"), &[])?.spec;
+        let encoder = crate::methods::initial_encoder(&spec.method_setup(), &Device::Cpu)
+            .map_err(Error::tensor("initialising the random_init encoder"))?;
+        Ok(Self {
+            config: Self::run_config(run_dir, &spec, "random init"),
+            encoder,
+        })
+    }
+
+    /// The config of an encoder of the run in `run_dir` (`what`: which weights).
+    fn run_config(run_dir: &Path, spec: &crate::spec::ExperimentSpec, what: &str) -> EncoderConfig {
+        let normalization = std::fs::read_to_string(run_dir.join("norm_stats.json"))
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok());
-        let config = EncoderConfig {
+        let run = run_dir
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        EncoderConfig {
             architecture: ARCHITECTURE.into(),
             d: spec.model.d,
             dropout: spec.model.dropout,
             frontend: spec.frontend.clone(),
             normalization,
             pooling: spec.eval.pooling,
-            source: format!(
-                "{} ({weights:?}, {})",
-                run_dir
-                    .file_name()
-                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-                latest
-                    .file_name()
-                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-            ),
+            source: format!("{run} ({what})"),
             spec_hash: Some(spec.hash()),
             slicer_version: env!("CARGO_PKG_VERSION").into(),
-        };
-        Self::from_state(config, &state, &latest)
+        }
     }
 
     /// A PyTorch checkpoint: BYOL-A's `.pth` state dict or a LAPE Lightning `.ckpt` (the
@@ -328,6 +342,18 @@ impl PretrainedEncoder {
         }
         let (repo, revision) = source.split_once('@').unwrap_or((source, "main"));
         Self::from_pretrained(repo, revision)
+    }
+
+    /// The same weights fed by the front end `choice` names (`byol_a`, `lape`, or a YAML file
+    /// of `frontend` keys), or unchanged when there is no choice.
+    pub fn with_frontend_choice(self, choice: Option<&str>) -> Result<Self> {
+        match choice {
+            Some(choice) => {
+                let frontend = FrontendConfig::from_choice(choice, self.config.frontend.n_mels)?;
+                self.with_frontend(frontend)
+            }
+            None => Ok(self),
+        }
     }
 
     /// The same weights fed by `frontend` (the mel count must match the weights).

@@ -283,13 +283,15 @@ pub struct EmbeddingRow {
     pub embedding: Vec<f32>,
     /// Frame embeddings `[T', d]` flattened, when asked for.
     pub frames: Option<Vec<f32>>,
+    /// The time of each frame in milliseconds, with `frames`.
+    pub timestamps_ms: Option<Vec<f64>>,
 }
 
 /// Writes embeddings to `path` atomically: `path, start_s, end_s, embedding` (a fixed-size
-/// list of `d` f32), plus `frames` (a list of `T' * d` f32, frame-major) and `n_frames` when
-/// the rows have them.
+/// list of `d` f32), plus `frames` (a list of `T' * d` f32, frame-major), `n_frames` and
+/// `timestamps_ms` (a list of `T'` f64) when the rows have them.
 pub fn write_embeddings(path: &Path, rows: &[EmbeddingRow]) -> Result<()> {
-    let [path_col, start, end, embedding_col, frames_col, n_frames] = EMBEDDING_COLUMNS;
+    let [path_col, start, end, embedding_col, frames_col, n_frames, times_col] = EMBEDDING_COLUMNS;
     let err = Error::table(path, "write");
     let d = rows.first().map_or(0, |r| r.embedding.len());
     if rows.iter().any(|r| r.embedding.len() != d) {
@@ -327,23 +329,34 @@ pub fn write_embeddings(path: &Path, rows: &[EmbeddingRow]) -> Result<()> {
         columns.push(column(rows, n_frames, |r| {
             (r.frames.as_ref().map_or(0, Vec::len) / d.max(1)) as u64
         }));
+        let times: Vec<Series> = rows
+            .iter()
+            .map(|r| Series::new("".into(), r.timestamps_ms.as_deref().unwrap_or_default()))
+            .collect();
+        columns.push(
+            Series::new(times_col.into(), times)
+                .cast(&DataType::List(Box::new(DataType::Float64)))
+                .map_err(&err)?
+                .into(),
+        );
     }
     write_table(path, columns)
 }
 
-/// The columns of an embeddings table, in order; the last two only when the rows have frames.
-const EMBEDDING_COLUMNS: [&str; 6] = [
+/// The columns of an embeddings table, in order; the last three only when the rows have frames.
+const EMBEDDING_COLUMNS: [&str; 7] = [
     "path",
     "start_s",
     "end_s",
     "embedding",
     "frames",
     "n_frames",
+    "timestamps_ms",
 ];
 
 /// Reads the `path, start_s, end_s, embedding` columns written by [`write_embeddings`].
 pub fn read_embeddings(path: &Path) -> Result<Vec<EmbeddingRow>> {
-    let [path_col, start, end, embedding_col, _, _] = EMBEDDING_COLUMNS;
+    let [path_col, start, end, embedding_col, ..] = EMBEDDING_COLUMNS;
     let t = Table::read(path)?;
     let err = Error::table(path, "read");
     let (paths, starts, ends) = (t.strings(path_col)?, t.f64s(start)?, t.f64s(end)?);
@@ -358,9 +371,34 @@ pub fn read_embeddings(path: &Path) -> Result<Vec<EmbeddingRow>> {
             end_s: ends[i],
             embedding: values,
             frames: None,
+            timestamps_ms: None,
         });
     }
     Ok(rows)
+}
+
+/// Reads a table of embeddings made by any tool: a `file` column (str) and an `embedding`
+/// column (a list or fixed-size list of floats, read as f32), one row per clip.
+pub fn read_file_embeddings(path: &Path) -> Result<Vec<(String, Vec<f32>)>> {
+    let t = Table::read(path)?;
+    let err = Error::table(path, "read");
+    let files = t.strings("file")?;
+    let lists = t
+        .column("embedding")?
+        .cast(&DataType::List(Box::new(DataType::Float32)))
+        .map_err(&err)?;
+    let lists = lists.list().map_err(&err)?;
+    files
+        .into_iter()
+        .zip(lists.series_iter())
+        .map(|(file, e)| {
+            let e = e.ok_or_else(|| {
+                Error::Invalid(format!("{}: no embedding for {file}", path.display()))
+            })?;
+            let values = e.f32().map_err(&err)?.into_no_null_iter().collect();
+            Ok((file, values))
+        })
+        .collect()
 }
 
 /// The columns of `scores.parquet`, in order (the fields of [`ScoreRow`]).
@@ -486,6 +524,7 @@ mod tests {
                 end_s: i as f64 + 1.0,
                 embedding: vec![i as f32, 0.5, -1.0],
                 frames: Some(vec![0.25; 6]),
+                timestamps_ms: Some(vec![35.0, 115.0]),
             })
             .collect();
         let dir = tempfile::tempdir().unwrap();
@@ -505,6 +544,21 @@ mod tests {
         assert_eq!(
             df.column("n_frames").unwrap().u64().unwrap().get(0),
             Some(2)
+        );
+        let times = df
+            .column("timestamps_ms")
+            .unwrap()
+            .list()
+            .unwrap()
+            .get_as_series(1);
+        assert_eq!(
+            times
+                .unwrap()
+                .f64()
+                .unwrap()
+                .into_no_null_iter()
+                .collect::<Vec<_>>(),
+            vec![35.0, 115.0]
         );
     }
 

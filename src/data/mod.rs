@@ -5,6 +5,7 @@ mod clip;
 mod config;
 mod corpus;
 mod datasets;
+pub mod hear;
 mod loader;
 mod manifest;
 mod pretrain;

@@ -6,8 +6,8 @@ use super::embed::Pooling;
 use crate::cache::FeaturePrecision;
 use crate::problems::Problem;
 
-/// An encoder row of the results table: `pretrained`, `random_init`, or
-/// `{external: {source: ..., name: ...}}`.
+/// An encoder row of the results table: `pretrained`, `random_init`,
+/// `{external: {source: ..., name: ...}}` or `{precomputed: {path: ..., name: ...}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum EncoderChoice {
@@ -18,6 +18,24 @@ pub enum EncoderChoice {
         /// Where they are and what to call them.
         external: ExternalEncoder,
     },
+    /// Embeddings computed elsewhere (any framework), scored with the same protocols.
+    Precomputed {
+        /// Where they are and what to call them.
+        precomputed: PrecomputedEmbeddings,
+    },
+}
+
+/// A folder of embeddings of the spec's tasks made by any tool, in the layout of
+/// [`crate::eval::read_precomputed`]: `<path>/<task>/<split>.parquet` (columns `file`, the
+/// clip's name as `experiment hear-tasks` writes it, and `embedding`) or `<split>.npy`
+/// (float32 `[clips, d]` in clip order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrecomputedEmbeddings {
+    /// The folder.
+    pub path: std::path::PathBuf,
+    /// The row name in the tables.
+    pub name: String,
 }
 
 /// The run's own encoders.
@@ -55,6 +73,7 @@ impl EncoderChoice {
             EncoderChoice::Builtin(BuiltinEncoder::Pretrained) => method,
             EncoderChoice::Builtin(BuiltinEncoder::RandomInit) => "random_init",
             EncoderChoice::External { external } => &external.name,
+            EncoderChoice::Precomputed { precomputed } => &precomputed.name,
         }
     }
 }
@@ -141,6 +160,15 @@ impl EvalConfig {
                     format!("two encoders are called `{}`", e.name(method)),
                     "list each encoder once, with its own name",
                 ));
+            }
+            if let EncoderChoice::Precomputed { precomputed } = e {
+                if !precomputed.path.is_dir() {
+                    p.push(Problem::new(
+                        format!("encoders.{i}.precomputed.path"),
+                        format!("{} is not a folder", precomputed.path.display()),
+                        "a folder with <task>/<split>.parquet or .npy embeddings (docs/evaluation.md)",
+                    ));
+                }
             }
         }
         p

@@ -7,13 +7,15 @@ mod few_shot;
 mod finetune;
 mod floor;
 mod logistic;
+mod precomputed;
 mod probe;
 mod scoring;
 mod seeds;
 mod summary;
 
 pub use config::{
-    BuiltinEncoder, EncoderChoice, EvalConfig, ExternalEncoder, InputNormalization, Weights,
+    BuiltinEncoder, EncoderChoice, EvalConfig, ExternalEncoder, InputNormalization,
+    PrecomputedEmbeddings, Weights,
 };
 pub use embed::{
     embed_frames, embed_spectrograms, encoder_hash, encoder_span, normalised_batch, recalibrated,
@@ -23,6 +25,7 @@ pub use few_shot::{few_shot_scores, per_class_subset};
 pub use finetune::{finetune, FinetuneData};
 pub use floor::bag_of_frames;
 pub use logistic::{logistic_probe, LogisticOutcome, L2_GRID};
+pub use precomputed::read_precomputed;
 pub use probe::{linear_probe, FewShotConfig, ProbeConfig, ProbeOutcome, ProbeSet, Protocol};
 pub use scoring::{
     finetune_scores, linear_scores, logistic_scores, mean_std, ProbeInputs, ScoreContext,

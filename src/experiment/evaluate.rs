@@ -4,7 +4,7 @@
 use crate::cache::{EmbeddingCache, FeatureCache};
 use crate::data::Task;
 use crate::error::Result;
-use crate::eval::{lape_table, ProbeConfig, Protocol, ScoreContext};
+use crate::eval::{lape_table, EncoderChoice, ProbeConfig, Protocol, ScoreContext};
 use crate::features::NormStats;
 use crate::progress::Progress;
 use crate::results::ScoreRow;
@@ -110,6 +110,25 @@ pub(super) fn evaluate(
                     )?);
                     scores.extend(pipeline::finetune_task_scores(
                         spec, &ctx, &encoder, f, stats, progress,
+                    )?);
+                }
+            }
+        }
+        if stage != Stage::Embed {
+            // Embeddings made elsewhere: the same probes on the same clips (the spec's tasks).
+            for choice in &spec.eval.encoders {
+                let EncoderChoice::Precomputed { precomputed } = choice else {
+                    continue;
+                };
+                for f in &by_frontend[0].1 {
+                    let _span = tracing::info_span!("evaluate", encoder = %precomputed.name, task = %f.task).entered();
+                    let embeddings = pipeline::precomputed_embeddings(precomputed, f)?;
+                    scores.extend(pipeline::embedding_scores(
+                        spec,
+                        &ctx,
+                        &precomputed.name,
+                        f,
+                        &embeddings,
                     )?);
                 }
             }

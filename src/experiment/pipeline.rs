@@ -15,8 +15,9 @@ use crate::data::{map_clips, pretrain_clips, ClipAudio, ClipLoad, Split, Task};
 use crate::error::{Error, Result};
 use crate::eval::{
     bag_of_frames, embed_spectrograms, encoder_hash, few_shot_scores, finetune_scores,
-    linear_scores, logistic_scores, recalibrated, BuiltinEncoder, EncoderChoice, FinetuneData,
-    InputNormalization, ProbeInputs, ProbeSet, Protocol, ScoreContext,
+    linear_scores, logistic_scores, read_precomputed, recalibrated, BuiltinEncoder, EncoderChoice,
+    FinetuneData, InputNormalization, PrecomputedEmbeddings, ProbeInputs, ProbeSet, Protocol,
+    ScoreContext,
 };
 use crate::features::{batches, FrontendConfig, LogMelFrontend, NormStats, NormalizationConfig};
 use crate::methods::initial_encoder;
@@ -252,13 +253,15 @@ pub struct NamedEncoder {
     pub frontend: FrontendConfig,
 }
 
-/// The encoders `spec.eval.encoders` names: the run's newest checkpoint (student or teacher
-/// per `eval.weights`), the seeded initial weights, and external weights.
+/// The networks `spec.eval.encoders` names: the run's newest checkpoint (student or teacher
+/// per `eval.weights`), the seeded initial weights, and external weights (precomputed
+/// embeddings have no network: [`precomputed_embeddings`]).
 pub fn encoders_to_evaluate(spec: &ExperimentSpec, run_dir: &Path) -> Result<Vec<NamedEncoder>> {
     let device = spec.device.open()?;
     spec.eval
         .encoders
         .iter()
+        .filter(|choice| !matches!(choice, EncoderChoice::Precomputed { .. }))
         .map(|choice| {
             let (encoder, own_norm, frontend) = match choice {
                 // `random_init`, and the "pre-trained" encoder of a method that trains nothing.
@@ -284,6 +287,7 @@ pub fn encoders_to_evaluate(spec: &ExperimentSpec, run_dir: &Path) -> Result<Vec
                     tracing::info!("evaluating {}", model.config.source);
                     (model.encoder, model.config.normalization, spec.frontend.clone())
                 }
+                EncoderChoice::Precomputed { .. } => unreachable!("filtered out above"),
                 EncoderChoice::External { external } => {
                     let source = &external.source;
                     let model = PretrainedEncoder::load(source, spec.eval.weights)?;
@@ -394,6 +398,36 @@ pub fn task_embeddings(
         };
         dim = embeddings.dim;
         sets.push((embeddings.values, embeddings.labels));
+    }
+    Ok((dim, sets.try_into().expect("three splits")))
+}
+
+/// The embeddings of every split of a task read from `source` (made by any tool), with the
+/// labels of our own clips in the same order.
+pub fn precomputed_embeddings(
+    source: &PrecomputedEmbeddings,
+    features: &TaskFeatures,
+) -> Result<TaskEmbeddings> {
+    let mut dim = 0;
+    let mut sets = Vec::with_capacity(3);
+    for split in &features.splits {
+        let (d, values) = read_precomputed(
+            &source.path,
+            &features.task,
+            split.split,
+            split.labels.len(),
+        )?;
+        if dim != 0 && d != dim {
+            return Err(Error::Dataset {
+                path: source.path.join(&features.task),
+                message: format!(
+                    "embeddings of {d} values in {}, {dim} in the splits before",
+                    split.split
+                ),
+            });
+        }
+        dim = d;
+        sets.push((values, split.labels.clone()));
     }
     Ok((dim, sets.try_into().expect("three splits")))
 }

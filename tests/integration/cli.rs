@@ -245,6 +245,32 @@ fn convert_then_embed_reports_bad_files_and_needs_statistics() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].embedding.len(), 64);
 
+    // Statistics given to `convert` are stored: that folder embeds without them, the same.
+    let with_stats = dir.path().join("byola-with-stats");
+    let (ok, _, stderr) = experiment(&[
+        "convert",
+        fixtures.join("byola_format_d64.pth").to_str().unwrap(),
+        with_stats.to_str().unwrap(),
+        "--norm-mean",
+        "-5",
+        "--norm-std",
+        "4",
+    ]);
+    assert!(ok, "{stderr}");
+    let stored = dir.path().join("stored.parquet");
+    let (ok, _, stderr) = experiment(&[
+        "embed",
+        "--model",
+        with_stats.to_str().unwrap(),
+        good.to_str().unwrap(),
+        "--out",
+        stored.to_str().unwrap(),
+        "--frames",
+    ]);
+    assert!(ok, "{stderr}");
+    let again = slicer::results::read_embeddings(&stored).unwrap();
+    assert_eq!(again[0].embedding, rows[0].embedding);
+
     // A folder: its audio files below it, sorted; other files are not audio.
     let folder = dir.path().join("clips");
     std::fs::create_dir_all(folder.join("b")).unwrap();

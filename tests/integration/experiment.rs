@@ -209,3 +209,96 @@ fn a_whole_run_in_process_and_its_resumed_probe_agree() {
     second.sort_by(|a, b| a.partial_cmp(b).unwrap());
     assert_eq!(first, second);
 }
+
+/// Embeddings made elsewhere, in the documented layout (`<dir>/<task>/<split>.parquet` with
+/// `file` and `embedding`, or `.npy`), are scored by the same protocols to the same values as
+/// the encoder that made them; a layout that does not fit is an error naming the file.
+#[test]
+#[ignore = "slow tier: end to end; run with `cargo test -- --ignored`"]
+fn precomputed_embeddings_score_exactly_as_the_encoder_that_made_them() {
+    use polars::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let common = ["probe.protocols=[logistic, linear]", "eval.floor=false"];
+    let made = smoke(
+        dir.path(),
+        &[&common[..], &["eval.encoders=[random_init]"]].concat(),
+    );
+    let first = Experiment::create(&made, &Silent)
+        .unwrap()
+        .run(Stage::All, &Silent)
+        .unwrap();
+    // What that run scored, from its embedding cache (entries `<task>-<split>-...`), written
+    // as a tool elsewhere would: valid splits as Parquet (rows shuffled), the others as .npy.
+    let cache = slicer::cache::EmbeddingCache::new(dir.path().join("cache/embeddings"));
+    let out = dir.path().join("precomputed");
+    for entry in std::fs::read_dir(dir.path().join("cache/embeddings")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let mut parts = name.split('-');
+        let (task, split) = (parts.next().unwrap(), parts.next().unwrap());
+        let e = cache.load(&path).unwrap();
+        std::fs::create_dir_all(out.join(task)).unwrap();
+        let rows: Vec<&[f32]> = e.values.chunks(e.dim).collect();
+        if split == "valid" {
+            let order: Vec<usize> = (0..rows.len()).rev().collect();
+            let files: Vec<String> = order.iter().map(|i| format!("valid/{i:06}.wav")).collect();
+            let lists: Vec<Series> = order
+                .iter()
+                .map(|&i| Series::new("".into(), rows[i]))
+                .collect();
+            let mut df = DataFrame::new_infer_height(vec![
+                Column::new("file".into(), files),
+                Column::new("embedding".into(), lists),
+            ])
+            .unwrap();
+            let file = std::fs::File::create(out.join(task).join("valid.parquet")).unwrap();
+            ParquetWriter::new(file).finish(&mut df).unwrap();
+        } else {
+            let t = candle_core::Tensor::from_vec(
+                e.values.clone(),
+                (rows.len(), e.dim),
+                &candle_core::Device::Cpu,
+            )
+            .unwrap();
+            t.write_npy(out.join(task).join(format!("{split}.npy")))
+                .unwrap();
+        }
+    }
+    let precomputed = format!(
+        "eval.encoders=[{{precomputed: {{path: {}, name: random_init}}}}]",
+        out.display()
+    );
+    let read = smoke(dir.path(), &[&common[..], &[precomputed.as_str()]].concat());
+    let second = Experiment::create(&read, &Silent)
+        .unwrap()
+        .run(Stage::All, &Silent)
+        .unwrap();
+    let key = |r: &slicer::results::ScoreRow| {
+        (
+            r.task.clone(),
+            r.protocol.clone(),
+            r.seed,
+            r.metric.clone(),
+            r.value,
+        )
+    };
+    let mut a: Vec<_> = first.scores.iter().map(key).collect();
+    let mut b: Vec<_> = second.scores.iter().map(key).collect();
+    a.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    b.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    assert!(!a.is_empty());
+    assert_eq!(
+        a, b,
+        "the same scores from the embeddings as from the encoder"
+    );
+    // A missing split is an error that names where it looked.
+    std::fs::remove_file(out.join("vowels/test.npy")).unwrap();
+    let err = Experiment::create(&read, &Silent)
+        .unwrap()
+        .run(Stage::All, &Silent)
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("test.parquet or test.npy"),
+        "{err:#}"
+    );
+}

@@ -17,6 +17,7 @@
 
 mod dsp;
 mod environment;
+mod events;
 mod music;
 mod speech;
 
@@ -24,6 +25,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 pub use dsp::SR as SAMPLE_RATE;
+pub use events::{event_classes, render_event_clip, Event, EVENT_CLIP_SECONDS};
 
 use crate::data::Split;
 use environment::Background;
