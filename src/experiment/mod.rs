@@ -42,7 +42,8 @@ pub use run_log::RunLog;
 pub use suite_run::{run_suite, SuiteOptions};
 
 /// A stage of an experiment. Each runs what it needs before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Stage {
     /// Normalisation statistics and cached task features.
     Features,
