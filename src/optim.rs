@@ -86,6 +86,59 @@ impl OptimizerConfig {
         }
     }
 
+    /// Bad values, with keys relative to `optimizer`: the ranges PyTorch's optimisers accept
+    /// (a learning rate, decay and `eps` of at least 0, Adam's betas in [0, 1)).
+    pub fn problems(&self) -> Vec<crate::problems::Problem> {
+        let at_least_zero = |key: &str, v: f64| {
+            (!(v.is_finite() && v >= 0.0)).then(|| {
+                crate::problems::Problem::new(
+                    key,
+                    format!("{v} must be finite and at least 0"),
+                    "docs/method.md §13: lr 3e-4",
+                )
+            })
+        };
+        let beta = |key: &str, v: f64| {
+            (!(0.0..1.0).contains(&v)).then(|| {
+                crate::problems::Problem::new(
+                    key,
+                    format!("{v} is not in [0, 1)"),
+                    "Adam's defaults are 0.9 and 0.999",
+                )
+            })
+        };
+        match *self {
+            OptimizerConfig::Adamw {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => [
+                at_least_zero("lr", lr),
+                beta("beta1", beta1),
+                beta("beta2", beta2),
+                at_least_zero("eps", eps),
+                at_least_zero("weight_decay", weight_decay),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            OptimizerConfig::Sgd {
+                lr,
+                momentum,
+                weight_decay,
+            } => [
+                at_least_zero("lr", lr),
+                at_least_zero("momentum", momentum),
+                at_least_zero("weight_decay", weight_decay),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        }
+    }
+
     /// The base learning rate.
     pub fn lr(&self) -> f64 {
         match self {

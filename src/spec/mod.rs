@@ -313,6 +313,12 @@ impl ExperimentSpec {
         );
         problems.extend(self.train.problems().into_iter().map(|p| p.under("train")));
         problems.extend(
+            self.optimizer
+                .problems()
+                .into_iter()
+                .map(|p| p.under("optimizer")),
+        );
+        problems.extend(
             self.augment
                 .problems()
                 .into_iter()

@@ -485,6 +485,24 @@ fn values_that_used_to_panic_are_spec_errors_naming_the_key() {
             "method.ema_momentum",
             "[0, 1]",
         ),
+        (
+            "smoke.yaml",
+            "optimizer.beta1=1",
+            "optimizer.beta1",
+            "[0, 1)",
+        ),
+        (
+            "smoke.yaml",
+            "optimizer.beta2=3",
+            "optimizer.beta2",
+            "[0, 1)",
+        ),
+        (
+            "smoke.yaml",
+            "optimizer.lr=-1",
+            "optimizer.lr",
+            "at least 0",
+        ),
     ] {
         let err =
             LoadedSpec::load(&root.join("experiments").join(spec), &[set.to_owned()]).unwrap_err();
