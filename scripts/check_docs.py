@@ -6,7 +6,8 @@
 - every repository path named in inline code (`experiments/...`, `scripts/...`, `src/...`,
   ...; a bare `name.yaml` is looked up in experiments/, a bare script name anywhere) exists;
 - nothing in the repository points at the references beside the checkout (the folder
-  `shared` one level up).
+  `shared` one level up);
+- README.md stays a front page: at most 250 lines (the rest belongs in docs/).
 
 Exits 1 and lists each problem as FILE:LINE: what.
 """
@@ -19,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PREFIXES = ("experiments/", "scripts/", "src/", "tests/", "benches/", "notebooks/", "results/",
             "docs/", ".ci/")
 PLACEHOLDER = re.compile(r"<|>|\*|…|\.\.\.|\bOUT\b|\bDIR\b|\bRUN\b|NNN|yyyy|\$|\s")
+README_MAX_LINES = 250
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 CODE = re.compile(r"`([^`\n]+)`")
 
@@ -113,6 +115,9 @@ def main():
         for number, line in enumerate(text.splitlines(), 1):
             if outside in line:
                 problems.append(f"{path.relative_to(ROOT)}:{number}: points outside the repository ({outside})")
+    readme_lines = (ROOT / "README.md").read_text().count("\n")
+    if readme_lines > README_MAX_LINES:
+        problems.append(f"README.md: {readme_lines} lines, more than {README_MAX_LINES}: move reference material to docs/")
     for problem in problems:
         print(problem)
     print(f"checked {len(markdown_files())} Markdown files and {len(files)} files: {len(problems)} problems",
