@@ -163,7 +163,8 @@ impl Encoder {
 
 impl Encoder {
     /// The clips of `audio`, checked: a float32 array of one or two dimensions, at the
-    /// model's rate, not empty, every sample finite.
+    /// model's rate, not empty (the library checks their length and that every sample is
+    /// finite).
     fn clips(&self, audio: &Bound<'_, PyAny>, sample_rate: u32) -> PyResult<Vec<Vec<f32>>> {
         let rate = self.sample_rate();
         if sample_rate != rate {
@@ -200,14 +201,6 @@ impl Encoder {
                 "audio is empty (shape {shape:?})"
             )));
         }
-        for (i, clip) in clips.iter().enumerate() {
-            if let Some(j) = clip.iter().position(|x| !x.is_finite()) {
-                return Err(PyValueError::new_err(format!(
-                    "audio[{i}, {j}] is {}: every sample must be finite",
-                    clip[j]
-                )));
-            }
-        }
         Ok(clips)
     }
 
@@ -222,16 +215,9 @@ impl Encoder {
 fn normalisation(mean: Option<f32>, std: Option<f32>) -> PyResult<Option<NormStats>> {
     match (mean, std) {
         (None, None) => Ok(None),
-        (Some(mean), Some(std)) if mean.is_finite() && std.is_finite() && std > 0.0 => {
-            Ok(Some(NormStats {
-                mean,
-                std,
-                n_clips: 0,
-            }))
-        }
-        (Some(mean), Some(std)) => Err(PyValueError::new_err(format!(
-            "norm_mean must be finite and norm_std positive, got {mean} and {std}"
-        ))),
+        (Some(mean), Some(std)) => NormStats::given(mean, std)
+            .map(Some)
+            .map_err(|e| PyValueError::new_err(e.to_string())),
         _ => Err(PyValueError::new_err(
             "give norm_mean and norm_std together",
         )),

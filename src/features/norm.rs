@@ -20,6 +20,22 @@ pub struct NormStats {
 }
 
 impl NormStats {
+    /// Statistics given by hand (a checkpoint's authors', or a user's): the mean finite and
+    /// the std positive and finite, else an error that says so.
+    pub fn given(mean: f32, std: f32) -> Result<Self> {
+        if mean.is_finite() && std.is_finite() && std > 0.0 {
+            Ok(Self {
+                mean,
+                std,
+                n_clips: 0,
+            })
+        } else {
+            Err(Error::Invalid(format!(
+                "log-mel statistics need a finite mean and a positive std, got {mean} and {std}"
+            )))
+        }
+    }
+
     /// Computes the statistics over `spectrograms` (accumulated in f64).
     pub fn from_spectrograms<'a>(
         spectrograms: impl IntoIterator<Item = &'a LogMelSpectrogram>,
@@ -99,6 +115,20 @@ impl NormAccumulator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn given_statistics_need_a_finite_mean_and_a_positive_std() {
+        assert_eq!(NormStats::given(-5.5, 5.0).unwrap().std, 5.0);
+        for (mean, std) in [
+            (0.0, 0.0),
+            (0.0, -1.0),
+            (f32::NAN, 1.0),
+            (0.0, f32::INFINITY),
+        ] {
+            let err = NormStats::given(mean, std).unwrap_err().to_string();
+            assert!(err.contains("positive std"), "{err}");
+        }
+    }
 
     #[test]
     fn normalised_sample_has_zero_mean_unit_std() {

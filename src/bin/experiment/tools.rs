@@ -87,14 +87,7 @@ impl NormArgs {
     /// The statistics, when given; a std that is not positive is an error.
     fn stats(&self) -> anyhow::Result<Option<NormStats>> {
         match (self.norm_mean, self.norm_std) {
-            (Some(mean), Some(std)) if std > 0.0 && mean.is_finite() && std.is_finite() => {
-                Ok(Some(NormStats {
-                    mean,
-                    std,
-                    n_clips: 0,
-                }))
-            }
-            (Some(_), Some(std)) => anyhow::bail!("--norm-std must be positive, got {std}"),
+            (Some(mean), Some(std)) => Ok(Some(NormStats::given(mean, std)?)),
             _ => Ok(None),
         }
     }
