@@ -78,17 +78,45 @@ pub fn digest(files: &[(&str, NamedTensors)]) -> Result<String> {
     Ok(hasher.finalize().to_hex().to_string())
 }
 
+/// How many checkpoints [`save`] keeps: the newest `last`, and those of the `steps` listed.
+#[derive(Debug, Clone, Copy)]
+pub struct Keep<'a> {
+    /// The newest checkpoints kept.
+    pub last: usize,
+    /// Steps whose checkpoints are always kept.
+    pub steps: &'a [u64],
+}
+
+/// The folder of the checkpoint at `step` under `root`.
+pub fn step_dir(root: &Path, step: u64) -> PathBuf {
+    root.join(format!("step-{step:08}"))
+}
+
+/// The step of the checkpoint folder `dir` (`step-NNNNNNNN`), from its name.
+pub fn step_of(dir: &Path) -> Result<u64> {
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("step-"))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "{}: not a checkpoint folder (step-NNNNNNNN)",
+                dir.display()
+            ))
+        })
+}
+
 /// Writes a checkpoint under `root` (one safetensors file per `(stem, tensors)`) and prunes
-/// all but the newest `keep_last`.
+/// the others but those `keep` names.
 pub fn save(
     root: &Path,
     state: &TrainState,
     files: Vec<(&str, NamedTensors)>,
     metrics: &[crate::results::MetricRow],
-    keep_last: usize,
+    keep: Keep<'_>,
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
-    let final_dir = root.join(format!("step-{:08}", state.step));
+    let final_dir = step_dir(root, state.step);
     let tmp = tempfile::Builder::new()
         .prefix(".tmp-step-")
         .tempdir_in(root)
@@ -111,8 +139,13 @@ pub fn save(
     }
     let tmp_path = tmp.keep();
     std::fs::rename(&tmp_path, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
+    let kept: Vec<PathBuf> = keep.steps.iter().map(|&s| step_dir(root, s)).collect();
     let all = list(root)?;
-    for old in all.iter().take(all.len().saturating_sub(keep_last)) {
+    for old in all
+        .iter()
+        .take(all.len().saturating_sub(keep.last))
+        .filter(|d| !kept.contains(d))
+    {
         std::fs::remove_dir_all(old).map_err(|e| Error::io(old, e))?;
     }
     Ok(final_dir)
@@ -165,4 +198,38 @@ pub fn load(dir: &Path, device: &Device) -> Result<(TrainState, CheckpointTensor
     }
     tensors.file("student")?;
     Ok((state, tensors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_steps_outlive_keep_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tensor::zeros(2, candle_core::DType::F32, &Device::Cpu).unwrap();
+        for step in 1..=6 {
+            let state = TrainState {
+                step,
+                epoch: 0,
+                step_in_epoch: 0,
+                spec_hash: "h".into(),
+                seed: 0,
+            };
+            let files = vec![("student", vec![("w".to_owned(), t.clone())])];
+            let keep = Keep {
+                last: 2,
+                steps: &[2, 6],
+            };
+            save(dir.path(), &state, files, &[], keep).unwrap();
+        }
+        let steps: Vec<u64> = list(dir.path())
+            .unwrap()
+            .iter()
+            .map(|d| step_of(d).unwrap())
+            .collect();
+        // The newest two, and step 2; step 6 is both.
+        assert_eq!(steps, [2, 5, 6]);
+        assert!(step_of(Path::new("checkpoints/latest")).is_err());
+    }
 }

@@ -195,7 +195,6 @@ impl PretrainedEncoder {
     /// The newest checkpoint of one of our run folders, with the run's front end and
     /// pre-training normalisation statistics.
     pub fn from_run(run_dir: &Path, weights: Weights) -> Result<Self> {
-        let spec = crate::spec::LoadedSpec::load(&run_dir.join("spec.yaml"), &[])?.spec;
         let root = run_dir.join("checkpoints");
         let latest = crate::checkpoint::list(&root)?
             .pop()
@@ -203,7 +202,14 @@ impl PretrainedEncoder {
                 path: root.clone(),
                 message: "no checkpoint in this run; pre-train it first".into(),
             })?;
-        let (_, tensors) = crate::checkpoint::load(&latest, &Device::Cpu)?;
+        Self::from_checkpoint(run_dir, &latest, weights)
+    }
+
+    /// The checkpoint folder `checkpoint` of the run in `run_dir`, with the run's front end
+    /// and pre-training normalisation statistics.
+    pub fn from_checkpoint(run_dir: &Path, checkpoint: &Path, weights: Weights) -> Result<Self> {
+        let spec = crate::spec::LoadedSpec::load(&run_dir.join("spec.yaml"), &[])?.spec;
+        let (_, tensors) = crate::checkpoint::load(checkpoint, &Device::Cpu)?;
         let state = tensors.file(match weights {
             Weights::Student => "student",
             Weights::Teacher => "teacher",
@@ -215,11 +221,11 @@ impl PretrainedEncoder {
                     .map(|s| (s.to_owned(), t.clone()))
             })
             .collect();
-        let checkpoint = latest
+        let name = checkpoint
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        let config = Self::run_config(run_dir, &spec, &format!("{weights:?}, {checkpoint}"));
-        Self::from_state(config, &state, &latest)
+        let config = Self::run_config(run_dir, &spec, &format!("{weights:?}, {name}"));
+        Self::from_state(config, &state, checkpoint)
     }
 
     /// A run's encoder at its seeded initialisation: what the run's `random_init` rows

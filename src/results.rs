@@ -66,6 +66,10 @@ pub struct ScoreRow {
     pub best_epoch: u64,
     /// Wall-clock seconds of this probe (not reproducible).
     pub wall_s: f64,
+    /// Pre-training steps behind the encoder scored: its checkpoint's step, 0 for the
+    /// seeded initial weights; `None` for the floor, weights or embeddings from elsewhere,
+    /// and files written before the column.
+    pub step: Option<u64>,
 }
 
 #[cfg(test)]
@@ -94,6 +98,7 @@ impl ScoreRow {
             n_test: 1,
             best_epoch: 0,
             wall_s: 0.0,
+            step: None,
         }
     }
 }
@@ -147,6 +152,15 @@ impl<'a> Table<'a> {
             .u64()
             .map_err(Error::table(self.path, "read"))?;
         Ok(c.into_no_null_iter().collect())
+    }
+
+    /// A nullable column; all `None` when the file has no such column.
+    fn optional_u64s(&self, name: &str) -> Result<Vec<Option<u64>>> {
+        let Ok(c) = self.df.column(name) else {
+            return Ok(vec![None; self.height()]);
+        };
+        let c = c.u64().map_err(Error::table(self.path, "read"))?;
+        Ok(c.iter().collect())
     }
 
     fn f32s(&self, name: &str) -> Result<Vec<f32>> {
@@ -402,7 +416,7 @@ pub fn read_file_embeddings(path: &Path) -> Result<Vec<(String, Vec<f32>)>> {
 }
 
 /// The columns of `scores.parquet`, in order (the fields of [`ScoreRow`]).
-const SCORE_COLUMNS: [&str; 14] = [
+const SCORE_COLUMNS: [&str; 15] = [
     "run",
     "spec",
     "spec_hash",
@@ -417,11 +431,12 @@ const SCORE_COLUMNS: [&str; 14] = [
     "n_test",
     "best_epoch",
     "wall_s",
+    "step",
 ];
 
 /// Writes `rows` to `path` atomically.
 pub fn write_scores(path: &Path, rows: &[ScoreRow]) -> Result<()> {
-    let [run, spec, hash, encoder, task, protocol, seed, metric, value, n_train, n_valid, n_test, epoch, wall] =
+    let [run, spec, hash, encoder, task, protocol, seed, metric, value, n_train, n_valid, n_test, epoch, wall, step] =
         SCORE_COLUMNS;
     write_table(
         path,
@@ -440,6 +455,7 @@ pub fn write_scores(path: &Path, rows: &[ScoreRow]) -> Result<()> {
             column(rows, n_test, |r| r.n_test),
             column(rows, epoch, |r| r.best_epoch),
             column(rows, wall, |r| r.wall_s),
+            column(rows, step, |r| r.step),
         ],
     )
 }
@@ -447,7 +463,7 @@ pub fn write_scores(path: &Path, rows: &[ScoreRow]) -> Result<()> {
 /// Reads rows written by [`write_scores`].
 pub fn read_scores(path: &Path) -> Result<Vec<ScoreRow>> {
     let t = Table::read(path)?;
-    let [run, spec, hash, encoder, task, protocol, seed, metric, value, n_train, n_valid, n_test, epoch, wall] =
+    let [run, spec, hash, encoder, task, protocol, seed, metric, value, n_train, n_valid, n_test, epoch, wall, step] =
         SCORE_COLUMNS;
     let (run, spec, hash, encoder, task, protocol, metric) = (
         t.strings(run)?,
@@ -466,6 +482,7 @@ pub fn read_scores(path: &Path) -> Result<Vec<ScoreRow>> {
         t.u64s(epoch)?,
     );
     let (value, wall) = (t.f64s(value)?, t.f64s(wall)?);
+    let steps = t.optional_u64s(step)?;
     Ok((0..t.height())
         .map(|i| ScoreRow {
             run: run[i].clone(),
@@ -482,6 +499,7 @@ pub fn read_scores(path: &Path) -> Result<Vec<ScoreRow>> {
             n_test: n_test[i],
             best_epoch: epoch[i],
             wall_s: wall[i],
+            step: steps[i],
         })
         .collect())
 }
@@ -580,6 +598,7 @@ mod tests {
                 n_test: 20,
                 best_epoch: 7,
                 wall_s: 0.25,
+                step: None,
             })
             .collect();
         let dir = tempfile::tempdir().unwrap();

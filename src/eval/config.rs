@@ -126,6 +126,13 @@ pub struct EvalConfig {
     /// resolved spec, and so of its hash, while it is `f32`.
     #[serde(default, skip_serializing_if = "FeaturePrecision::is_f32")]
     pub feature_precision: FeaturePrecision,
+    /// Pre-training steps whose checkpoints are kept and evaluated too, each under the
+    /// pre-trained encoder's name with `@<step>` (`slicer@186`); the final step keeps the
+    /// plain name. One long run gives the learning curve (the learning rate and the
+    /// teacher's momentum are constant by default, so its first N steps are the N-step run).
+    /// Left out of the resolved spec, and so of its hash, while it is empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub at_steps: Vec<u64>,
 }
 
 impl Default for EvalConfig {
@@ -140,6 +147,7 @@ impl Default for EvalConfig {
             exclude_padding: true,
             bn_recalibration: false,
             feature_precision: FeaturePrecision::F32,
+            at_steps: Vec::new(),
         }
     }
 }
@@ -171,6 +179,28 @@ impl EvalConfig {
                 }
             }
         }
+        if let Some(k) = (0..self.at_steps.len())
+            .find(|&k| self.at_steps[k] == 0 || (k > 0 && self.at_steps[k] <= self.at_steps[k - 1]))
+        {
+            p.push(Problem::new(
+                format!("at_steps.{k}"),
+                format!(
+                    "{} is not a step after the one before it ({:?})",
+                    self.at_steps[k], self.at_steps
+                ),
+                "steps from 1 up, each larger than the one before, e.g. [186, 744, 2976]",
+            ));
+        }
         p
+    }
+
+    /// The encoder name of the pre-trained encoder at `step` of `final_step` (`method`, the
+    /// method's name): `method@step` before the final step, `method` at it.
+    pub fn name_at_step(method: &str, step: u64, final_step: u64) -> String {
+        if step == final_step {
+            method.to_owned()
+        } else {
+            format!("{method}@{step}")
+        }
     }
 }

@@ -73,6 +73,7 @@ fn outcome_rows(
         n_test: test.y.len() as u64,
         best_epoch: epoch as u64,
         wall_s,
+        step: None,
     };
     let mut rows = Vec::new();
     if let Some(protocol) = selected {

@@ -96,6 +96,9 @@ pub struct SeedRow {
     pub member: String,
     /// Encoder.
     pub encoder: String,
+    /// Pre-training steps behind the encoder ([`ScoreRow::step`]; the largest over the
+    /// member's runs).
+    pub step: Option<u64>,
     /// Protocol.
     pub protocol: String,
     /// Task, or [`MEAN_TASK`] for the mean over tasks.
@@ -198,8 +201,16 @@ pub fn seed_rows(runs: &[SeedRun]) -> Vec<SeedRow> {
                 .collect();
             let test: Vec<f64> = values.iter().map(|v| v.0).collect();
             let valid: Vec<f64> = values.iter().map(|v| v.1).collect();
+            let step = runs
+                .iter()
+                .filter(|r| r.member == member)
+                .flat_map(|r| &r.scores)
+                .filter(|s| s.encoder == encoder)
+                .filter_map(|s| s.step)
+                .max();
             rows.push(SeedRow {
                 member: member.to_owned(),
+                step,
                 gain: (encoder != BASELINE_ENCODER)
                     .then(|| Interval::student_t(&differences))
                     .flatten(),
@@ -337,10 +348,36 @@ impl SeedTable {
         tasks
     }
 
+    /// Whether some member was evaluated at several pre-training steps (`eval.at_steps`):
+    /// then the Markdown tables have a step column.
+    pub fn has_steps(&self) -> bool {
+        self.rows.iter().any(|a| {
+            self.rows.iter().any(|b| {
+                a.member == b.member
+                    && a.step.is_some_and(|s| s > 0)
+                    && b.step.is_some_and(|s| s > 0)
+                    && a.step != b.step
+            })
+        })
+    }
+
     /// Markdown: per protocol, test accuracy (mean ± std over pre-training seeds, %) and
-    /// the paired gain over `random_init` with its 95 % interval (percentage points).
+    /// the paired gain over `random_init` with its 95 % interval (percentage points); a
+    /// step column when [`SeedTable::has_steps`].
     pub fn to_markdown(&self) -> String {
         let tasks = self.tasks();
+        let (step_head, step_rule) = if self.has_steps() {
+            (" step |", "---|")
+        } else {
+            ("", "")
+        };
+        let step_cell = |r: Option<&&SeedRow>| -> String {
+            match (step_head.is_empty(), r.and_then(|r| r.step)) {
+                (true, _) => String::new(),
+                (false, Some(s)) => format!(" {s} |"),
+                (false, None) => " |".to_owned(),
+            }
+        };
         let mut protocols: Vec<&str> = Vec::new();
         for r in &self.rows {
             if !protocols.contains(&r.protocol.as_str()) {
@@ -365,7 +402,7 @@ impl SeedTable {
                     .find(|r| r.member == m && r.encoder == e && r.task == t)
             };
             out += &format!(
-                "### {protocol}: test accuracy, mean ± std over pre-training seeds (%)\n\n| member | encoder | {} | seeds |\n|---|---|{}---|\n",
+                "### {protocol}: test accuracy, mean ± std over pre-training seeds (%)\n\n| member | encoder |{step_head} {} | seeds |\n|---|---|{step_rule}{}---|\n",
                 tasks.join(" | "),
                 "---|".repeat(tasks.len())
             );
@@ -384,10 +421,11 @@ impl SeedTable {
                     .map(|r| r.seeds)
                     .min()
                     .unwrap_or(0);
-                out += &format!("| {m} | {e} | {} | {seeds} |\n", cells.join(" | "));
+                let step = step_cell(rows.iter().find(|r| r.member == m && r.encoder == e));
+                out += &format!("| {m} | {e} |{step} {} | {seeds} |\n", cells.join(" | "));
             }
             out += &format!(
-                "\n### {protocol}: gain over {BASELINE_ENCODER} of the same run, mean [95 % t interval] over pre-training seeds (points)\n\n| member | encoder | {} |\n|---|---|{}\n",
+                "\n### {protocol}: gain over {BASELINE_ENCODER} of the same run, mean [95 % t interval] over pre-training seeds (points)\n\n| member | encoder |{step_head} {} |\n|---|---|{step_rule}{}\n",
                 tasks.join(" | "),
                 "---|".repeat(tasks.len())
             );
@@ -412,7 +450,8 @@ impl SeedTable {
                         None => "n/a".to_owned(),
                     })
                     .collect();
-                out += &format!("| {m} | {e} | {} |\n", cells.join(" | "));
+                let step = step_cell(rows.iter().find(|r| r.member == m && r.encoder == e));
+                out += &format!("| {m} | {e} |{step} {} |\n", cells.join(" | "));
             }
             out += "\n";
         }
@@ -433,6 +472,10 @@ impl SeedTable {
         let columns = vec![
             text("member", |r| &r.member),
             text("encoder", |r| &r.encoder),
+            Column::new(
+                "step".into(),
+                self.rows.iter().map(|r| r.step).collect::<Vec<_>>(),
+            ),
             text("protocol", |r| &r.protocol),
             text("task", |r| &r.task),
             Column::new(
@@ -553,5 +596,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         table.write(dir.path()).unwrap();
         assert!(dir.path().join("seed_table.parquet").is_file());
+    }
+
+    #[test]
+    fn steps_get_a_column_when_a_member_has_several() {
+        let at = |encoder: &str, step, value| ScoreRow {
+            step: Some(step),
+            ..row(encoder, "a", TABLE_METRIC, 0, value)
+        };
+        let runs: Vec<SeedRun> = [1, 2]
+            .map(|seed| SeedRun {
+                member: "m".into(),
+                seed,
+                scores: vec![
+                    at("slicer@3", 3, 0.5),
+                    at("slicer", 9, 0.6),
+                    at("random_init", 0, 0.4),
+                ],
+            })
+            .into();
+        let table = SeedTable::new(&runs);
+        assert!(table.has_steps());
+        let md = table.to_markdown();
+        assert!(
+            md.contains("| member | encoder | step | a | mean | seeds |"),
+            "{md}"
+        );
+        assert!(md.contains("| m | slicer@3 | 3 | 50.0 ± 0.0 |"), "{md}");
+        assert!(
+            md.contains("| m | slicer | 9 | +20.0 [+20.0, +20.0] gain |"),
+            "{md}"
+        );
+        // One step per encoder (an ordinary run): the tables as before.
+        let plain = SeedTable::new(&[run(1, [0.6, 0.5], [0.5, 0.5])]);
+        assert!(!plain.has_steps());
+        assert!(!plain.to_markdown().contains("step"));
     }
 }

@@ -232,6 +232,7 @@ mod tests {
             n_test: 2,
             best_epoch: 1,
             wall_s: 0.0,
+            step: None,
         }
     }
 

@@ -101,16 +101,15 @@ pub(super) fn evaluate(
                     progress,
                 )?;
                 if stage != Stage::Embed {
-                    scores.extend(pipeline::embedding_scores(
-                        spec,
-                        &ctx,
-                        &encoder.name,
-                        f,
-                        &embeddings,
-                    )?);
-                    scores.extend(pipeline::finetune_task_scores(
+                    let mut rows =
+                        pipeline::embedding_scores(spec, &ctx, &encoder.name, f, &embeddings)?;
+                    rows.extend(pipeline::finetune_task_scores(
                         spec, &ctx, &encoder, f, stats, progress,
                     )?);
+                    scores.extend(rows.into_iter().map(|row| ScoreRow {
+                        step: encoder.step,
+                        ..row
+                    }));
                 }
             }
         }

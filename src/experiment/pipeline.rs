@@ -16,8 +16,8 @@ use crate::error::{Error, Result};
 use crate::eval::{
     bag_of_frames, embed_spectrograms, encoder_hash, few_shot_scores, finetune_scores,
     linear_scores, logistic_scores, read_precomputed, recalibrated, BuiltinEncoder, EncoderChoice,
-    FinetuneData, InputNormalization, PrecomputedEmbeddings, ProbeInputs, ProbeSet, Protocol,
-    ScoreContext,
+    EvalConfig, FinetuneData, InputNormalization, PrecomputedEmbeddings, ProbeInputs, ProbeSet,
+    Protocol, ScoreContext,
 };
 use crate::features::{batches, FrontendConfig, LogMelFrontend, NormStats, NormalizationConfig};
 use crate::methods::initial_encoder;
@@ -242,8 +242,11 @@ fn probe_sets(
 
 /// An encoder to evaluate, with its name in the tables.
 pub struct NamedEncoder {
-    /// `slicer`, `random_init`, ...
+    /// `slicer`, `slicer@186`, `random_init`, ...
     pub name: String,
+    /// The pre-training steps behind its weights: the checkpoint's step, 0 for the seeded
+    /// initial weights, `None` for weights from elsewhere.
+    pub step: Option<u64>,
     /// The frozen encoder.
     pub encoder: Encoder,
     /// The pre-training statistics that came with its weights, if any.
@@ -253,74 +256,108 @@ pub struct NamedEncoder {
     pub frontend: FrontendConfig,
 }
 
-/// The networks `spec.eval.encoders` names: the run's newest checkpoint (student or teacher
-/// per `eval.weights`), the seeded initial weights, and external weights (precomputed
-/// embeddings have no network: [`precomputed_embeddings`]).
+/// The networks `spec.eval.encoders` names: the run's checkpoints (the newest, and those of
+/// `eval.at_steps`; student or teacher per `eval.weights`), the seeded initial weights, and
+/// external weights (precomputed embeddings have no network: [`precomputed_embeddings`]).
 pub fn encoders_to_evaluate(spec: &ExperimentSpec, run_dir: &Path) -> Result<Vec<NamedEncoder>> {
     let device = spec.device.open()?;
-    spec.eval
-        .encoders
-        .iter()
-        .filter(|choice| !matches!(choice, EncoderChoice::Precomputed { .. }))
-        .map(|choice| {
-            let (encoder, own_norm, frontend) = match choice {
-                // `random_init`, and the "pre-trained" encoder of a method that trains nothing.
-                EncoderChoice::Builtin(builtin)
-                    if *builtin == BuiltinEncoder::RandomInit || !spec.method.pretrains() =>
-                {
-                    (
-                        initial_encoder(&spec.method_setup(), &device)
-                            .map_err(Error::tensor("initialising the random_init encoder"))?,
-                        None,
-                        spec.frontend.clone(),
-                    )
-                }
-                EncoderChoice::Builtin(_) => {
-                    let root = run_dir.join("checkpoints");
-                    if checkpoint::list(&root)?.is_empty() {
-                        return Err(Error::Dataset {
-                            path: root,
-                            message: "no checkpoint to evaluate; pre-train first (--stage pretrain) or drop `pretrained` from eval.encoders".into(),
-                        });
-                    }
-                    let model = PretrainedEncoder::from_run(run_dir, spec.eval.weights)?;
-                    tracing::info!("evaluating {}", model.config.source);
-                    (model.encoder, model.config.normalization, spec.frontend.clone())
-                }
-                EncoderChoice::Precomputed { .. } => unreachable!("filtered out above"),
-                EncoderChoice::External { external } => {
-                    let source = &external.source;
-                    let model = PretrainedEncoder::load(source, spec.eval.weights)?;
-                    let own = &model.config.frontend;
-                    if own.n_mels != spec.frontend.n_mels {
-                        return Err(Error::Invalid(format!(
-                            "eval.encoders: {source} takes {} mel bands, this spec's front end makes {}; set frontend.n_mels to {}",
-                            own.n_mels, spec.frontend.n_mels, own.n_mels
-                        )));
-                    }
-                    if own.sample_rate != spec.frontend.sample_rate {
-                        return Err(Error::Invalid(format!(
-                            "eval.encoders: {source} takes {} Hz audio, this spec's front end {} Hz; set frontend.sample_rate to {}",
-                            own.sample_rate, spec.frontend.sample_rate, own.sample_rate
-                        )));
-                    }
-                    if own != &spec.frontend {
-                        tracing::info!("{source}: evaluated on log-mels of its own front end ({:?} mels, {:?} filter normalisation)", own.mel_scale, own.mel_norm);
-                    }
-                    let frontend = own.clone();
-                    (model.encoder, model.config.normalization, frontend)
-                }
-            };
+    let mut out = Vec::new();
+    for choice in &spec.eval.encoders {
+        let name = choice.name(spec.method.name()).to_owned();
+        let named = |name: String, step, model: PretrainedEncoder, frontend| -> Result<_> {
             Ok(NamedEncoder {
-                name: choice.name(spec.method.name()).to_owned(),
-                encoder: encoder
+                name,
+                step,
+                encoder: model
+                    .encoder
                     .to_device(&device)
                     .map_err(Error::tensor("moving the encoder to its device"))?,
-                own_norm,
+                own_norm: model.config.normalization,
                 frontend,
             })
-        })
-        .collect()
+        };
+        match choice {
+            // `random_init`, and the "pre-trained" encoder of a method that trains nothing.
+            EncoderChoice::Builtin(builtin)
+                if *builtin == BuiltinEncoder::RandomInit || !spec.method.pretrains() =>
+            {
+                let encoder = initial_encoder(&spec.method_setup(), &device)
+                    .map_err(Error::tensor("initialising the random_init encoder"))?;
+                out.push(NamedEncoder {
+                    name,
+                    step: Some(0),
+                    encoder,
+                    own_norm: None,
+                    frontend: spec.frontend.clone(),
+                });
+            }
+            EncoderChoice::Builtin(_) => {
+                for (step, dir) in checkpoints_to_evaluate(spec, run_dir)? {
+                    let model =
+                        PretrainedEncoder::from_checkpoint(run_dir, &dir, spec.eval.weights)?;
+                    tracing::info!("evaluating {}", model.config.source);
+                    out.push(named(step.0, Some(step.1), model, spec.frontend.clone())?);
+                }
+            }
+            EncoderChoice::Precomputed { .. } => {}
+            EncoderChoice::External { external } => {
+                let source = &external.source;
+                let model = PretrainedEncoder::load(source, spec.eval.weights)?;
+                let own = &model.config.frontend;
+                if own.n_mels != spec.frontend.n_mels {
+                    return Err(Error::Invalid(format!(
+                        "eval.encoders: {source} takes {} mel bands, this spec's front end makes {}; set frontend.n_mels to {}",
+                        own.n_mels, spec.frontend.n_mels, own.n_mels
+                    )));
+                }
+                if own.sample_rate != spec.frontend.sample_rate {
+                    return Err(Error::Invalid(format!(
+                        "eval.encoders: {source} takes {} Hz audio, this spec's front end {} Hz; set frontend.sample_rate to {}",
+                        own.sample_rate, spec.frontend.sample_rate, own.sample_rate
+                    )));
+                }
+                if own != &spec.frontend {
+                    tracing::info!("{source}: evaluated on log-mels of its own front end ({:?} mels, {:?} filter normalisation)", own.mel_scale, own.mel_norm);
+                }
+                let frontend = own.clone();
+                out.push(named(name, None, model, frontend)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The checkpoints of the run in `run_dir` to evaluate, each with its table name and step:
+/// those of `eval.at_steps` before the newest (`slicer@186`), then the newest (`slicer`).
+fn checkpoints_to_evaluate(
+    spec: &ExperimentSpec,
+    run_dir: &Path,
+) -> Result<Vec<((String, u64), PathBuf)>> {
+    let root = run_dir.join("checkpoints");
+    let Some(latest) = checkpoint::list(&root)?.pop() else {
+        return Err(Error::Dataset {
+            path: root,
+            message: "no checkpoint to evaluate; pre-train first (--stage pretrain) or drop `pretrained` from eval.encoders".into(),
+        });
+    };
+    let final_step = checkpoint::step_of(&latest)?;
+    let method = spec.method.name();
+    let mut out = Vec::new();
+    for &step in spec.eval.at_steps.iter().filter(|&&s| s < final_step) {
+        let dir = checkpoint::step_dir(&root, step);
+        if !checkpoint::list(&root)?.contains(&dir) {
+            return Err(Error::Dataset {
+                path: dir,
+                message: format!("eval.at_steps names step {step}, but the run kept no checkpoint of it (runs keep those of eval.at_steps only when the spec names them before pre-training)"),
+            });
+        }
+        out.push((
+            (EvalConfig::name_at_step(method, step, final_step), step),
+            dir,
+        ));
+    }
+    out.push(((method.to_owned(), final_step), latest));
+    Ok(out)
 }
 
 /// The scalar statistics applied to a task's log-mels before an encoder.

@@ -258,6 +258,7 @@ impl ExperimentSpec {
             schedule: &self.schedule,
             train: &self.train,
             precision: self.precision,
+            kept_steps: &self.eval.at_steps,
         }
     }
 

@@ -33,6 +33,9 @@ pub struct PretrainSetup<'a> {
     pub train: &'a TrainConfig,
     /// Compute precision of the step's products.
     pub precision: Precision,
+    /// Steps whose checkpoints are written and kept beside the newest `keep_last`
+    /// (`eval.at_steps`, evaluated after pre-training).
+    pub kept_steps: &'a [u64],
 }
 
 /// How long and how to pre-train.

@@ -116,6 +116,13 @@ impl<'a> Trainer<'a> {
             .max_steps
             .unwrap_or(u64::MAX)
             .min((cfg.epochs * steps_per_epoch) as u64);
+        if let Some(late) = setup.kept_steps.iter().find(|&&s| s > total) {
+            return Err(Error::Invalid(format!(
+                "eval.at_steps: step {late} is past this run's last step, {total} ({} epochs of {steps_per_epoch} steps{}); lower it or raise train.epochs",
+                cfg.epochs,
+                cfg.max_steps.map_or(String::new(), |m| format!(", train.max_steps {m}"))
+            )));
+        }
         let state = TrainState {
             step: 0,
             epoch: 0,
@@ -283,7 +290,10 @@ impl<'a> Trainer<'a> {
                 &self.state,
                 files,
                 &self.metrics,
-                self.setup.train.keep_last,
+                checkpoint::Keep {
+                    last: self.setup.train.keep_last,
+                    steps: self.setup.kept_steps,
+                },
             )?;
             write_metrics(&self.run_dir.join("metrics.parquet"), &self.metrics)?;
             tracing::info!("step {}: checkpoint {}", self.state.step, dir.display());
@@ -291,8 +301,8 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
-    /// Steps until the run's last step, checkpointing every `train.checkpoint_every` steps
-    /// and at the end.
+    /// Steps until the run's last step, checkpointing every `train.checkpoint_every` steps,
+    /// at the kept steps (`eval.at_steps`) and at the end.
     pub fn run(mut self, progress: &dyn Progress) -> Result<Pretrained> {
         let cfg = self.setup.train;
         progress.start(
@@ -316,7 +326,11 @@ impl<'a> Trainer<'a> {
                 row.loss_total, row.clips_per_s
             ));
             progress.advance(1);
-            if self.state.step % cfg.checkpoint_every == 0 || self.state.step == self.total {
+            let step = self.state.step;
+            if step % cfg.checkpoint_every == 0
+                || step == self.total
+                || self.setup.kept_steps.contains(&step)
+            {
                 self.checkpoint()?;
             }
         }

@@ -210,6 +210,95 @@ fn a_whole_run_in_process_and_its_resumed_probe_agree() {
     assert_eq!(first, second);
 }
 
+/// One run evaluated at chosen steps (`eval.at_steps`) gives, at each, exactly the scores of
+/// the run that stops there: the learning rate and the teacher's momentum are constant, so
+/// the first N steps of a long run are the N-step run. The kept checkpoints outlive
+/// `keep_last`, and a step past the run's end is refused before any training.
+#[test]
+#[ignore = "slow tier: end to end; run with `cargo test -- --ignored`"]
+fn a_run_evaluated_at_its_steps_scores_as_the_shorter_runs() {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    // smoke.yaml: 12 clips in batches of 4, 3 steps per epoch; checkpoints every 2, 2 kept.
+    let protocols = "probe.protocols=[logistic, linear]";
+    let long = smoke(
+        dir.path(),
+        &[protocols, "train.epochs=3", "+eval.at_steps=[3, 6, 9]"],
+    );
+    let experiment = Experiment::create(&long, &Silent).unwrap();
+    let report = experiment.run(Stage::All, &Silent).unwrap();
+    let kept: Vec<String> = slicer::checkpoint::list(&experiment.run_dir().file("checkpoints"))
+        .unwrap()
+        .iter()
+        .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            "step-00000003",
+            "step-00000006",
+            "step-00000008",
+            "step-00000009"
+        ]
+    );
+    let by_encoder = |rows: &[slicer::results::ScoreRow]| {
+        let mut out: BTreeMap<(String, Option<u64>), Vec<ScoreKey>> = BTreeMap::new();
+        for r in rows {
+            let mut key = score_key(r);
+            key.0 = String::new();
+            out.entry((r.encoder.clone(), r.step))
+                .or_default()
+                .push(key);
+        }
+        for keys in out.values_mut() {
+            keys.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        }
+        out
+    };
+    let long_rows = by_encoder(&report.scores);
+    let names: Vec<_> = long_rows.keys().cloned().collect();
+    let named = |n: &str, s: Option<u64>| (n.to_owned(), s);
+    assert_eq!(
+        names,
+        [
+            named("bag_of_frames", None),
+            named("random_init", Some(0)),
+            named("slicer", Some(9)),
+            named("slicer@3", Some(3)),
+            named("slicer@6", Some(6)),
+        ]
+    );
+    for epochs in [1, 2] {
+        let short = smoke(dir.path(), &[protocols, &format!("train.epochs={epochs}")]);
+        let rows = Experiment::create(&short, &Silent)
+            .unwrap()
+            .run(Stage::All, &Silent)
+            .unwrap()
+            .scores;
+        let short_rows = by_encoder(&rows);
+        let step = 3 * epochs as u64;
+        assert_eq!(
+            long_rows[&named(&format!("slicer@{step}"), Some(step))],
+            short_rows[&named("slicer", Some(step))],
+            "step {step} of the long run against the {epochs}-epoch run"
+        );
+        assert_eq!(
+            long_rows[&named("random_init", Some(0))],
+            short_rows[&named("random_init", Some(0))]
+        );
+    }
+    let too_far = smoke(dir.path(), &["train.epochs=1", "+eval.at_steps=[4]"]);
+    let err = Experiment::create(&too_far, &Silent)
+        .unwrap()
+        .run(Stage::All, &Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("eval.at_steps: step 4 is past this run's last step, 3"),
+        "{err}"
+    );
+}
+
 /// Embeddings made elsewhere, in the documented layout (`<dir>/<task>/<split>.parquet` with
 /// `file` and `embedding`, or `.npy`), are scored by the same protocols to the same values as
 /// the encoder that made them; a layout that does not fit is an error naming the file.

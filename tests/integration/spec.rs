@@ -363,6 +363,30 @@ fn bad_augmentation_values_are_problems_before_any_work() {
     );
 }
 
+#[test]
+fn evaluation_steps_must_rise_from_one() {
+    for (steps, key) in [
+        ("[0, 10]", "eval.at_steps.0"),
+        ("[10, 10]", "eval.at_steps.1"),
+        ("[20, 10, 30]", "eval.at_steps.1"),
+    ] {
+        let err = load(MINIMAL, &[&format!("+eval.at_steps={steps}")]).unwrap_err();
+        assert_eq!(err.key, key, "{steps}: {err}");
+    }
+    let spec = load(MINIMAL, &["+eval.at_steps=[1, 10, 30]"]).unwrap();
+    let plain = load(MINIMAL, &[]).unwrap();
+    assert_ne!(
+        spec.spec.hash(),
+        plain.spec.hash(),
+        "the steps are part of the spec"
+    );
+    assert_eq!(
+        plain.spec.hash(),
+        load(MINIMAL, &["+eval.at_steps=[]"]).unwrap().spec.hash(),
+        "no steps: the hash of a spec without the key"
+    );
+}
+
 /// The dotted paths of every numeric leaf under `value` (sequence items by index).
 fn numeric_keys(value: &yaml_serde::Value, prefix: &str) -> Vec<String> {
     let join = |key: &str| {
