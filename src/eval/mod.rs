@@ -2,6 +2,7 @@
 //! floor it is compared with, and the LAPE summary table.
 
 mod config;
+mod curve;
 mod embed;
 mod few_shot;
 mod finetune;
@@ -17,6 +18,7 @@ pub use config::{
     BuiltinEncoder, EncoderChoice, EvalConfig, ExternalEncoder, InputNormalization,
     PrecomputedEmbeddings, Weights,
 };
+pub use curve::{curve_points, CurvePoint, CurveTable, FLOOR_ENCODER};
 pub use embed::{
     embed_frames, embed_spectrograms, encoder_hash, encoder_span, normalised_batch, recalibrated,
     Pooling,

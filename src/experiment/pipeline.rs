@@ -17,7 +17,7 @@ use crate::eval::{
     bag_of_frames, embed_spectrograms, encoder_hash, few_shot_scores, finetune_scores,
     linear_scores, logistic_scores, read_precomputed, recalibrated, BuiltinEncoder, EncoderChoice,
     EvalConfig, FinetuneData, InputNormalization, PrecomputedEmbeddings, ProbeInputs, ProbeSet,
-    Protocol, ScoreContext,
+    Protocol, ScoreContext, FLOOR_ENCODER,
 };
 use crate::features::{batches, FrontendConfig, LogMelFrontend, NormStats, NormalizationConfig};
 use crate::methods::initial_encoder;
@@ -207,7 +207,7 @@ pub fn floor_scores(
     probe_sets(
         spec,
         ctx,
-        "bag_of_frames",
+        FLOOR_ENCODER,
         features,
         &sets,
         2 * spec.frontend.n_mels,

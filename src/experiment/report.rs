@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::eval::{LapeRow, LapeTable, Protocol};
+use crate::eval::{LapeRow, LapeTable, Protocol, BASELINE_ENCODER, FLOOR_ENCODER};
 use crate::methods::MethodConfig;
 use crate::results::{MetricRow, ScoreRow};
 use crate::spec::ExperimentSpec;
@@ -65,8 +65,8 @@ pub(super) fn headline(spec: &ExperimentSpec, table: &LapeTable) -> Option<Strin
     }
     let trained = average(method)?;
     let against: Vec<String> = [
-        ("random_init", "random init"),
-        ("bag_of_frames", "the floor"),
+        (BASELINE_ENCODER, "random init"),
+        (FLOOR_ENCODER, "the floor"),
     ]
     .into_iter()
     .filter_map(|(encoder, label)| {

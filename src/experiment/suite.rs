@@ -18,14 +18,15 @@
 //! the suite then also writes the seed table ([`crate::eval::SeedTable`]): mean ± std over
 //! the seeds and the paired gain over `random_init` with its 95 % interval.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use yaml_serde::{Mapping, Value};
 
 use crate::error::Result;
-use crate::eval::{lape_table, LapeTable, SeedRun, SeedTable};
-use crate::results::read_scores;
+use crate::eval::{curve_points, lape_table, CurveTable, LapeTable, SeedRun, SeedTable};
+use crate::results::{read_metrics, read_scores};
 use crate::run::RunDir;
 use crate::spec::{merge, read_tree, resolve, take_base, LoadedSpec, SpecError};
 
@@ -370,6 +371,40 @@ impl Suite {
             return Ok(None);
         }
         Ok(Some(SeedTable::new(&self.seed_runs()?)))
+    }
+
+    /// The learning curves of a seeded suite evaluated at several steps (`eval.at_steps`):
+    /// `None` when no member was.
+    pub fn curve_table(&self) -> Result<Option<CurveTable>> {
+        if self.seeds.is_empty() {
+            return Ok(None);
+        }
+        // Pre-training seconds to each step of each finished run, from its metrics.
+        let mut seconds: BTreeMap<(String, u64), Vec<(u64, f64)>> = BTreeMap::new();
+        for member in &self.members {
+            let Some(run) = member.scored_run()? else {
+                continue;
+            };
+            let metrics = run.file("metrics.parquet");
+            if !metrics.is_file() {
+                continue;
+            }
+            let batch = member.spec.spec.train.batch_size as f64;
+            let mut total = 0.0;
+            let cumulative = read_metrics(&metrics)?
+                .iter()
+                .map(|m| {
+                    total += batch / m.clips_per_s;
+                    (m.step, total)
+                })
+                .collect();
+            seconds.insert((member.name.clone(), member.seed), cumulative);
+        }
+        let points = curve_points(&self.seed_runs()?, |member, seed, step| {
+            let steps = seconds.get(&(member.to_owned(), seed))?;
+            steps.iter().find(|(s, _)| *s == step).map(|&(_, t)| t)
+        });
+        Ok((!points.is_empty()).then_some(CurveTable { points }))
     }
 
     /// The scores of every member's finished run, with its member name and pre-training

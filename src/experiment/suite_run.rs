@@ -53,6 +53,15 @@ pub fn run_suite(suite: &Suite, options: &SuiteOptions, progress: &dyn Progress)
             seeds.to_markdown()
         ));
     }
+    if let Some(curves) = suite.curve_table()? {
+        curves.write(&dir)?;
+        report.say(format!(
+            "suite {}: learning curves (gains over random_init and the floor at each evaluated step, 95 % intervals); written to {}:\n\n{}",
+            suite.name,
+            dir.join("curve_table.md").display(),
+            curves.to_markdown()
+        ));
+    }
     let table = suite.table()?;
     table.write(&dir)?;
     report.say(format!(
