@@ -17,6 +17,7 @@ use super::scoring::{logistic_rows, ProbeInputs, ScoreContext};
 use crate::error::Result;
 use crate::results::ScoreRow;
 use rand::seq::index::sample;
+use rayon::prelude::*;
 
 /// Up to `k` examples of each class of `set` (`dim` values each), drawn without replacement
 /// from `rng`, in their order in `set`.
@@ -62,9 +63,15 @@ pub fn few_shot_scores(
         return Ok(Vec::new());
     };
     let [train, valid, test] = inputs.sets;
-    let mut rows = Vec::new();
-    for &k in &cfg.per_class {
-        for draw in 0..cfg.draws as u64 {
+    // Every (budget, draw) fit is independent: they run side by side, rows in their order.
+    let fits: Vec<(usize, u64)> = cfg
+        .per_class
+        .iter()
+        .flat_map(|&k| (0..cfg.draws as u64).map(move |draw| (k, draw)))
+        .collect();
+    let rows: Vec<Vec<ScoreRow>> = fits
+        .par_iter()
+        .map(|&(k, draw)| {
             let started = Instant::now();
             let mut rng = crate::rng::stream_indexed(
                 ctx.seed,
@@ -85,10 +92,10 @@ pub fn few_shot_scores(
             for row in &mut draw_rows {
                 row.protocol = FewShotConfig::protocol_name(k);
             }
-            rows.extend(draw_rows);
-        }
-    }
-    Ok(rows)
+            Ok(draw_rows)
+        })
+        .collect::<Result<_>>()?;
+    Ok(rows.into_iter().flatten().collect())
 }
 
 #[cfg(test)]
