@@ -111,6 +111,21 @@ where
     Column::new(name.into(), rows.iter().map(f).collect::<Vec<_>>())
 }
 
+/// A Markdown table: the header row, the rule, then one line per row (`| a | b |`). Every
+/// table the library publishes (run, suite, seed and curve tables) is written by it.
+pub fn markdown_table<R>(header: &[String], rows: impl IntoIterator<Item = R>) -> String
+where
+    R: AsRef<[String]>,
+{
+    let line = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
+    let mut out = line(header);
+    out += &format!("|{}\n", "---|".repeat(header.len()));
+    for row in rows {
+        out += &line(row.as_ref());
+    }
+    out
+}
+
 /// Writes `columns` to `path` as Parquet, atomically.
 pub(crate) fn write_table(path: &Path, columns: Vec<Column>) -> Result<()> {
     let mut df = DataFrame::new_infer_height(columns).map_err(Error::table(path, "write"))?;

@@ -10,7 +10,7 @@ use polars::prelude::Column;
 
 use super::seeds::{paired_differences, Interval, SeedRun, BASELINE_ENCODER, MEAN_TASK};
 use crate::error::{Error, Result};
-use crate::results::write_table;
+use crate::results::{markdown_table, write_table};
 
 /// The floor's encoder name in score tables.
 pub const FLOOR_ENCODER: &str = "bag_of_frames";
@@ -108,41 +108,38 @@ pub struct CurveTable {
 }
 
 fn interval(i: Option<Interval>) -> String {
-    i.map_or("n/a".to_owned(), |g| {
-        let verdict = match g.verdict() {
-            "gain" => " gain",
-            "loss" => " loss",
-            _ => "",
-        };
-        format!(
-            "{:+.1} [{:+.1}, {:+.1}]{verdict}",
-            100.0 * g.mean,
-            100.0 * g.low,
-            100.0 * g.high
-        )
-    })
+    i.map_or("n/a".to_owned(), |g| g.points())
 }
 
 impl CurveTable {
     /// Markdown: one row per member, protocol and step.
     pub fn to_markdown(&self) -> String {
-        let mut out = String::from(
-            "Mean over tasks, test accuracy gain in points, paired by pre-training seed, mean [95 % t interval]; hours: pre-training wall clock to the step (mean over seeds).\n\n| member | protocol | step | gain over random init | gain over the floor | seeds | hours |\n|---|---|---|---|---|---|---|\n",
-        );
-        for p in &self.points {
-            out += &format!(
-                "| {} | {} | {} | {} | {} | {} | {} |\n",
-                p.member,
-                p.protocol,
-                p.step,
+        let header = [
+            "member",
+            "protocol",
+            "step",
+            "gain over random init",
+            "gain over the floor",
+            "seeds",
+            "hours",
+        ]
+        .map(String::from);
+        let rows = self.points.iter().map(|p| {
+            vec![
+                p.member.clone(),
+                p.protocol.clone(),
+                p.step.to_string(),
                 interval(p.over_random_init),
                 interval(p.over_floor),
-                p.seeds,
+                p.seeds.to_string(),
                 p.pretrain_hours
-                    .map_or("n/a".to_owned(), |h| format!("{h:.2}"))
-            );
-        }
-        out
+                    .map_or("n/a".to_owned(), |h| format!("{h:.2}")),
+            ]
+        });
+        format!(
+            "Mean over tasks, test accuracy gain in points, paired by pre-training seed, mean [95 % t interval]; hours: pre-training wall clock to the step (mean over seeds).\n\n{}",
+            markdown_table(&header, rows)
+        )
     }
 
     /// Writes `curve_table.parquet` (fractions) and `curve_table.md` into `dir`.

@@ -12,7 +12,7 @@ use polars::prelude::Column;
 
 use super::summary::TABLE_METRIC;
 use crate::error::{Error, Result};
-use crate::results::{write_table, ScoreRow};
+use crate::results::{markdown_table, write_table, ScoreRow};
 
 /// The encoder every other is compared with.
 pub const BASELINE_ENCODER: &str = "random_init";
@@ -56,6 +56,22 @@ impl Interval {
             low: mean - half,
             high: mean + half,
         })
+    }
+
+    /// In percentage points with its verdict: `+12.0 [+7.0, +17.0] gain`, `-1.0 [-3.0, +1.0]`
+    /// (no difference), `... loss`.
+    pub fn points(&self) -> String {
+        let verdict = match self.verdict() {
+            "gain" => " gain",
+            "loss" => " loss",
+            _ => "",
+        };
+        format!(
+            "{} [{}, {}]{verdict}",
+            signed(self.mean),
+            signed(self.low),
+            signed(self.high)
+        )
     }
 
     /// `gain`, `loss`, or `no difference` when the interval holds 0.
@@ -366,24 +382,22 @@ impl SeedTable {
     /// step column when [`SeedTable::has_steps`].
     pub fn to_markdown(&self) -> String {
         let tasks = self.tasks();
-        let (step_head, step_rule) = if self.has_steps() {
-            (" step |", "---|")
-        } else {
-            ("", "")
-        };
-        let step_cell = |r: Option<&&SeedRow>| -> String {
-            match (step_head.is_empty(), r.and_then(|r| r.step)) {
-                (true, _) => String::new(),
-                (false, Some(s)) => format!(" {s} |"),
-                (false, None) => " |".to_owned(),
-            }
-        };
+        let steps = self.has_steps();
         let mut protocols: Vec<&str> = Vec::new();
         for r in &self.rows {
             if !protocols.contains(&r.protocol.as_str()) {
                 protocols.push(&r.protocol);
             }
         }
+        let header = |last: Option<&str>| -> Vec<String> {
+            let mut h: Vec<String> = vec!["member".into(), "encoder".into()];
+            if steps {
+                h.push("step".into());
+            }
+            h.extend(tasks.iter().cloned());
+            h.extend(last.map(String::from));
+            h
+        };
         let mut out = String::new();
         for protocol in protocols {
             let rows: Vec<&SeedRow> = self
@@ -401,13 +415,21 @@ impl SeedTable {
                 rows.iter()
                     .find(|r| r.member == m && r.encoder == e && r.task == t)
             };
-            out += &format!(
-                "### {protocol}: test accuracy, mean ± std over pre-training seeds (%)\n\n| member | encoder |{step_head} {} | seeds |\n|---|---|{step_rule}{}---|\n",
-                tasks.join(" | "),
-                "---|".repeat(tasks.len())
-            );
-            for &(m, e) in &groups {
-                let cells: Vec<String> = tasks
+            // Member, encoder and (when shown) step, then `cells`.
+            let line = |m: &str, e: &str, cells: Vec<String>| -> Vec<String> {
+                let mut l = vec![m.to_owned(), e.to_owned()];
+                if steps {
+                    let step = rows.iter().find(|r| r.member == m && r.encoder == e);
+                    l.push(
+                        step.and_then(|r| r.step)
+                            .map_or(String::new(), |s| s.to_string()),
+                    );
+                }
+                l.extend(cells);
+                l
+            };
+            let scores = groups.iter().map(|&(m, e)| {
+                let mut cells: Vec<String> = tasks
                     .iter()
                     .map(|t| {
                         cell(m, e, t).map_or(String::new(), |r| {
@@ -421,39 +443,31 @@ impl SeedTable {
                     .map(|r| r.seeds)
                     .min()
                     .unwrap_or(0);
-                let step = step_cell(rows.iter().find(|r| r.member == m && r.encoder == e));
-                out += &format!("| {m} | {e} |{step} {} | {seeds} |\n", cells.join(" | "));
-            }
+                cells.push(seeds.to_string());
+                line(m, e, cells)
+            });
             out += &format!(
-                "\n### {protocol}: gain over {BASELINE_ENCODER} of the same run, mean [95 % t interval] over pre-training seeds (points)\n\n| member | encoder |{step_head} {} |\n|---|---|{step_rule}{}\n",
-                tasks.join(" | "),
-                "---|".repeat(tasks.len())
+                "### {protocol}: test accuracy, mean ± std over pre-training seeds (%)\n\n{}",
+                markdown_table(&header(Some("seeds")), scores)
             );
-            for &(m, e) in &groups {
-                if e == BASELINE_ENCODER {
-                    continue;
-                }
-                let cells: Vec<String> = tasks
-                    .iter()
-                    .map(|t| match cell(m, e, t).and_then(|r| r.gain) {
-                        Some(g) => format!(
-                            "{} [{}, {}]{}",
-                            signed(g.mean),
-                            signed(g.low),
-                            signed(g.high),
-                            match g.verdict() {
-                                "gain" => " gain",
-                                "loss" => " loss",
-                                _ => "",
-                            }
-                        ),
-                        None => "n/a".to_owned(),
-                    })
-                    .collect();
-                let step = step_cell(rows.iter().find(|r| r.member == m && r.encoder == e));
-                out += &format!("| {m} | {e} |{step} {} |\n", cells.join(" | "));
-            }
-            out += "\n";
+            let gains = groups
+                .iter()
+                .filter(|&&(_, e)| e != BASELINE_ENCODER)
+                .map(|&(m, e)| {
+                    let cells = tasks
+                        .iter()
+                        .map(|t| {
+                            cell(m, e, t)
+                                .and_then(|r| r.gain)
+                                .map_or("n/a".into(), |g| g.points())
+                        })
+                        .collect();
+                    line(m, e, cells)
+                });
+            out += &format!(
+                "\n### {protocol}: gain over {BASELINE_ENCODER} of the same run, mean [95 % t interval] over pre-training seeds (points)\n\n{}\n",
+                markdown_table(&header(None), gains)
+            );
         }
         out
     }

@@ -9,7 +9,7 @@ use polars::prelude::Column;
 
 use super::scoring::mean_std;
 use crate::error::{Error, Result};
-use crate::results::{write_table, ScoreRow};
+use crate::results::{markdown_table, write_table, ScoreRow};
 
 /// The metric the table reports.
 pub const TABLE_METRIC: &str = "test_accuracy";
@@ -131,38 +131,32 @@ pub fn lape_table(scores: &[ScoreRow]) -> LapeTable {
 impl LapeTable {
     /// A Markdown table (accuracy in %, mean ± std).
     pub fn to_markdown(&self) -> String {
-        let mut out = format!(
-            "| encoder | spec | protocol | {} | avg | seeds |\n|---|---|---|{}---|---|\n",
-            self.tasks.join(" | "),
-            "---|".repeat(self.tasks.len())
-        );
-        for row in &self.rows {
-            let cells: Vec<String> = row
-                .cells
-                .iter()
-                .map(|c| match c {
-                    Some(c) => format!("{:.1} ± {:.1}", 100.0 * c.mean, 100.0 * c.std),
-                    None => "".to_owned(),
-                })
-                .collect();
+        let mut header: Vec<String> = ["encoder", "spec", "protocol"].map(String::from).into();
+        header.extend(self.tasks.iter().cloned());
+        header.extend(["avg", "seeds"].map(String::from));
+        let rows = self.rows.iter().map(|row| {
             let protocol = if row.protocol == "linear_lape" {
                 "linear_lape (max test over epochs: selects on test)".to_owned()
             } else {
                 row.protocol.clone()
             };
-            out += &format!(
-                "| {} | {} ({}) | {} | {} | {} | {} |\n",
-                row.encoder,
-                row.spec,
-                row.spec_hash,
+            let mut cells = vec![
+                row.encoder.clone(),
+                format!("{} ({})", row.spec, row.spec_hash),
                 protocol,
-                cells.join(" | "),
+            ];
+            cells.extend(row.cells.iter().map(|c| match c {
+                Some(c) => format!("{:.1} ± {:.1}", 100.0 * c.mean, 100.0 * c.std),
+                None => String::new(),
+            }));
+            cells.push(
                 row.average()
                     .map_or_else(String::new, |a| format!("{:.1}", 100.0 * a)),
-                row.seeds()
             );
-        }
-        out
+            cells.push(row.seeds().to_string());
+            cells
+        });
+        markdown_table(&header, rows)
     }
 
     /// Writes `lape_table.parquet` (one column per task and one `<task>_std`, fractions) and
