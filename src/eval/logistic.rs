@@ -56,7 +56,7 @@ pub fn logistic_probe(
     )?;
     let scaler = Standardizer::fit(train.x, dim);
     let [xtr, xva, xte] = [train.x, valid.x, test.x].map(|x| scaler.apply(x));
-    let problem = |x, y| Problem {
+    let problem = |x, y| Objective {
         x,
         y,
         dim,
@@ -94,19 +94,19 @@ pub fn logistic_probe(
 }
 
 /// Standardised rows, labels and sizes; parameters are `[W (classes x dim), b (classes)]`.
-struct Problem<'a> {
+struct Objective<'a> {
     x: &'a [f32],
     y: &'a [usize],
     dim: usize,
     classes: usize,
 }
 
-/// Classes whose sums [`Problem::logits`] keeps in registers at once.
+/// Classes whose sums [`Objective::logits`] keeps in registers at once.
 const LANES: usize = 8;
 /// Rows whose gradient terms are added to each weight in one pass over the gradient.
 const ROW_BLOCK: usize = 4;
 
-/// The weights of `[W (classes x dim), b]` laid out for [`Problem::logits`]: `W` transposed
+/// The weights of `[W (classes x dim), b]` laid out for [`Objective::logits`]: `W` transposed
 /// (`dim x padded`, the classes padded with zeros to a multiple of [`LANES`]), so that one
 /// pass over a row's values feeds every class's sum.
 struct Transposed<'a> {
@@ -132,7 +132,7 @@ impl<'a> Transposed<'a> {
     }
 }
 
-impl Problem<'_> {
+impl Objective<'_> {
     /// `out[c] = b[c] + sum_j W[c, j] row[j]`. Every class's sum adds the same products in the
     /// same order as a dot product per class would (from -0.0, as `Iterator::sum` does),
     /// so the values are bit-identical to it; [`LANES`] classes side by side stay in vector
@@ -216,7 +216,7 @@ impl Problem<'_> {
         loss
     }
 
-    /// [`Problem::chunk_loss_and_gradient`] compiled for the widest vector unit the processor
+    /// [`Objective::chunk_loss_and_gradient`] compiled for the widest vector unit the processor
     /// has (AVX-512, AVX2, or the build's baseline). The arithmetic is the same in each (Rust
     /// never fuses a multiply and an add on its own), so the results are bit-identical; only
     /// the lane width differs.
@@ -311,7 +311,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// Minimises the penalised loss from `w` in place; returns the iterations used.
-fn lbfgs(problem: &Problem<'_>, l2: f64, w: &mut [f64]) -> Result<usize> {
+fn lbfgs(problem: &Objective<'_>, l2: f64, w: &mut [f64]) -> Result<usize> {
     let n = w.len();
     let mut grad = vec![0f64; n];
     let mut loss = problem.loss_and_gradient(w, l2, Some(&mut grad));
@@ -436,7 +436,7 @@ mod tests {
     fn lbfgs_reaches_the_optimum_of_a_penalised_fit() {
         // At the optimum the gradient vanishes; check it against a finite difference too.
         let (x, y) = blobs(30, 4, 2.0);
-        let p = Problem {
+        let p = Objective {
             x: &x,
             y: &y,
             dim: 6,
@@ -471,7 +471,7 @@ mod tests {
     #[test]
     fn logits_equal_a_dot_product_per_class_to_the_bit() {
         let (x, y) = blobs(10, 5, 3.0);
-        let p = Problem {
+        let p = Objective {
             x: &x,
             y: &y,
             dim: 6,
@@ -495,7 +495,7 @@ mod tests {
 
     /// The loss and gradient of one chunk as a row-by-row loop with a dot product per class
     /// computes them (the code before the vectorised one).
-    fn reference_chunk(p: &Problem<'_>, w: &[f64], rows: &[usize], g: &mut [f64]) -> f64 {
+    fn reference_chunk(p: &Objective<'_>, w: &[f64], rows: &[usize], g: &mut [f64]) -> f64 {
         let (dim, classes) = (p.dim, p.classes);
         let mut loss = 0.0;
         let mut q = vec![0f64; classes];
@@ -534,7 +534,7 @@ mod tests {
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
             .collect();
         let y: Vec<usize> = (0..n).map(|i| i * 5 % classes).collect();
-        let p = Problem {
+        let p = Objective {
             x: &x,
             y: &y,
             dim,

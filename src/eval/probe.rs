@@ -248,7 +248,7 @@ pub fn linear_probe(
         scaler.apply(test.x),
     );
     let mut rng = crate::rng::stream(seed, "probe");
-    let mut model = Linear::new(dim, n_classes, &mut rng);
+    let mut model = ProbeWeights::new(dim, n_classes, &mut rng);
     let n_params = model.params.len();
     let weights = Var::from_vec(model.params.clone(), n_params, &Device::Cpu)
         .map_err(Error::tensor("linear probe parameters"))?;
@@ -392,13 +392,13 @@ impl Standardizer {
 }
 
 /// `logits = W x + b`, parameters packed as `[W (classes x dim), b (classes)]`.
-struct Linear {
+struct ProbeWeights {
     dim: usize,
     classes: usize,
     params: Vec<f32>,
 }
 
-impl Linear {
+impl ProbeWeights {
     /// PyTorch's default `nn.Linear` init: uniform in +-1/sqrt(dim), from our seeded stream.
     fn new(dim: usize, classes: usize, rng: &mut impl Rng) -> Self {
         let bound = 1.0 / (dim as f32).sqrt();

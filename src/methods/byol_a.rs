@@ -44,12 +44,12 @@ impl Default for ByolAConfig {
 }
 
 /// Encoder followed by the projector (the part the target copies).
-struct Branch {
+struct ProjectedEncoder {
     encoder: Encoder,
     projector: Mlp,
 }
 
-impl Branch {
+impl ProjectedEncoder {
     fn project(&self, x: &Tensor, dropout: &mut Dropout<'_>) -> Result<Tensor> {
         let frames = self.encoder.forward(x, true, dropout)?;
         self.projector.forward(&pool_max_mean(&frames)?)
@@ -71,9 +71,9 @@ pub struct ByolALearner {
     cfg: ByolAConfig,
     /// The target decay of the current step.
     decay: f64,
-    online: Branch,
+    online: ProjectedEncoder,
     predictor: Mlp,
-    target: Branch,
+    target: ProjectedEncoder,
 }
 
 impl ByolALearner {
@@ -81,10 +81,10 @@ impl ByolALearner {
     pub fn new(cfg: &ByolAConfig, setup: &MethodSetup<'_>, device: &Device) -> Result<Self> {
         let cfg = cfg.clone();
         let d = setup.model.d;
-        let build = |rng: &mut rand_chacha::ChaCha8Rng| -> Result<Branch> {
+        let build = |rng: &mut rand_chacha::ChaCha8Rng| -> Result<ProjectedEncoder> {
             let encoder = new_encoder(setup, rng, device)?;
             let projector = Mlp::new(&[d, cfg.hidden_dim, cfg.projection_dim], true, rng, device)?;
-            Ok(Branch { encoder, projector })
+            Ok(ProjectedEncoder { encoder, projector })
         };
         let mut rng = init_stream(setup);
         let online = build(&mut rng)?;

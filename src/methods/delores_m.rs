@@ -14,7 +14,7 @@ use super::{init_stream, load_network, network_state, new_encoder, MethodSetup};
 use crate::checkpoint::{CheckpointTensors, NamedTensors};
 use crate::error::Error;
 use crate::loss::{barlow_twins, info_nce, l2_normalize};
-use crate::methods::DeloresConfig;
+use crate::methods::BarlowTwinsConfig;
 use crate::model::CHANNELS;
 use crate::model::{copy_params, ema_update, pool_max_mean, Dropout, Encoder, KeyQueue, Linear};
 use crate::problems::Problem;
@@ -36,7 +36,7 @@ pub struct DeloresMConfig {
     /// Keep keys of a query's own clip out of its negatives.
     pub mask_same_clip: bool,
     /// The per-block Barlow-Twins projectors and weight.
-    pub barlow: DeloresConfig,
+    pub barlow: BarlowTwinsConfig,
 }
 
 impl Default for DeloresMConfig {
@@ -47,7 +47,7 @@ impl Default for DeloresMConfig {
             temperature: 0.07,
             queue_size: 65_536,
             mask_same_clip: false,
-            barlow: DeloresConfig::default(),
+            barlow: BarlowTwinsConfig::default(),
         }
     }
 }
@@ -64,12 +64,12 @@ impl DeloresMConfig {
 }
 
 /// Encoder and instance projector (the part the teacher copies).
-struct Branch {
+struct InstanceBranch {
     encoder: Encoder,
     instance_projector: Linear,
 }
 
-impl Branch {
+impl InstanceBranch {
     /// The normalised instance projection and each block's time-averaged features
     /// (`[B, 64 * n_mels / 2^l]`).
     fn forward(&self, x: &Tensor, dropout: &mut Dropout<'_>) -> Result<(Tensor, Vec<Tensor>)> {
@@ -99,8 +99,8 @@ impl Branch {
 /// Student, EMA teacher, queue and the per-block Barlow projectors.
 pub struct DeloresMLearner {
     cfg: DeloresMConfig,
-    student: Branch,
-    teacher: Branch,
+    student: InstanceBranch,
+    teacher: InstanceBranch,
     projectors: Vec<Mlp>,
     queue: KeyQueue,
     /// The teacher momentum of the current step.
@@ -112,8 +112,8 @@ impl DeloresMLearner {
     /// copy of the student.
     pub fn new(cfg: &DeloresMConfig, setup: &MethodSetup<'_>, device: &Device) -> Result<Self> {
         let mut rng = init_stream(setup);
-        let build = |rng: &mut rand_chacha::ChaCha8Rng| -> Result<Branch> {
-            Ok(Branch {
+        let build = |rng: &mut rand_chacha::ChaCha8Rng| -> Result<InstanceBranch> {
+            Ok(InstanceBranch {
                 encoder: new_encoder(setup, rng, device)?,
                 instance_projector: Linear::new(
                     setup.model.d,

@@ -16,7 +16,7 @@ use crate::train::{dropout_streams, Learner, LearnerStep, NamedLosses, StepBatch
 /// `type: delores_s`, and DeLoRes-M's `barlow:`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct DeloresConfig {
+pub struct BarlowTwinsConfig {
     /// Width of every projector layer (2048).
     pub projector_dim: usize,
     /// `lambda_barlow` (5e-5), on both the on- and the off-diagonal term.
@@ -25,7 +25,7 @@ pub struct DeloresConfig {
     pub scale: f64,
 }
 
-impl Default for DeloresConfig {
+impl Default for BarlowTwinsConfig {
     fn default() -> Self {
         Self {
             projector_dim: 2048,
@@ -35,7 +35,7 @@ impl Default for DeloresConfig {
     }
 }
 
-impl DeloresConfig {
+impl BarlowTwinsConfig {
     /// A Barlow projector from `inputs` features: three bias-free layers of `projector_dim`.
     pub(super) fn projector(
         &self,
@@ -55,14 +55,14 @@ impl DeloresConfig {
 
 /// The shared encoder and its projector.
 pub struct DeloresSLearner {
-    cfg: DeloresConfig,
+    cfg: BarlowTwinsConfig,
     encoder: Encoder,
     projector: Mlp,
 }
 
 impl DeloresSLearner {
     /// Encoder then projector from the seed.
-    pub fn new(cfg: &DeloresConfig, setup: &MethodSetup<'_>, device: &Device) -> Result<Self> {
+    pub fn new(cfg: &BarlowTwinsConfig, setup: &MethodSetup<'_>, device: &Device) -> Result<Self> {
         let mut rng = init_stream(setup);
         let encoder = new_encoder(setup, &mut rng, device)?;
         let projector = cfg.projector(setup.model.d, &mut rng, device)?;

@@ -22,7 +22,7 @@ mod teacher;
 pub use byol_a::{ByolAConfig, ByolALearner};
 pub use delores_m::DeloresMConfig;
 pub use delores_m::DeloresMLearner;
-pub use delores_s::{DeloresConfig, DeloresSLearner};
+pub use delores_s::{BarlowTwinsConfig, DeloresSLearner};
 pub use heads::{BatchNorm1d, Mlp};
 pub use slicer::{slicer_step, Fidelity, InstanceLoss, SlicerConfig, SlicerLearner, StepResult};
 pub use teacher::EmaSchedule;
@@ -81,7 +81,7 @@ pub enum MethodConfig {
     /// BYOL-A's heads and EMA.
     ByolA(ByolAConfig),
     /// DeLoRes-S's projector and Barlow-Twins weight.
-    DeloresS(DeloresConfig),
+    DeloresS(BarlowTwinsConfig),
     /// DeLoRes-M's teacher, queue and Barlow-Twins part.
     DeloresM(DeloresMConfig),
     /// No settings.
