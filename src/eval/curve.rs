@@ -32,6 +32,9 @@ pub struct CurvePoint {
     pub over_random_init: Option<Interval>,
     /// Mean-over-tasks test accuracy minus the floor's, paired by seed.
     pub over_floor: Option<Interval>,
+    /// Mean-over-tasks test accuracy minus that of the member's previous evaluated step,
+    /// paired by seed (`None` at the first step).
+    pub over_previous_step: Option<Interval>,
     /// Pre-training wall-clock hours to this step, mean over the runs that recorded it.
     pub pretrain_hours: Option<f64>,
 }
@@ -71,6 +74,7 @@ pub fn curve_points(
             }
         }
         for protocol in protocols {
+            let mut previous: Option<&str> = None;
             for &(step, encoder) in &encoders {
                 let mean_over = |baseline: &str| {
                     paired_differences((&own, encoder), (&own, baseline), protocol)
@@ -78,6 +82,8 @@ pub fn curve_points(
                         .find(|d| d.task == MEAN_TASK)
                 };
                 let (random, floor) = (mean_over(BASELINE_ENCODER), mean_over(FLOOR_ENCODER));
+                let over_previous_step = previous.and_then(mean_over).and_then(|d| d.difference);
+                previous = Some(encoder);
                 let hours: Vec<f64> = own
                     .iter()
                     .filter_map(|r| pretrain_seconds(member, r.seed, step))
@@ -91,6 +97,7 @@ pub fn curve_points(
                     seeds: random.as_ref().map_or(0, |d| d.seeds),
                     over_random_init: random.and_then(|d| d.difference),
                     over_floor: floor.and_then(|d| d.difference),
+                    over_previous_step,
                     pretrain_hours: (!hours.is_empty())
                         .then(|| hours.iter().sum::<f64>() / hours.len() as f64),
                 });
@@ -120,6 +127,7 @@ impl CurveTable {
             "step",
             "gain over random init",
             "gain over the floor",
+            "gain over the previous step",
             "seeds",
             "hours",
         ]
@@ -131,6 +139,7 @@ impl CurveTable {
                 p.step.to_string(),
                 interval(p.over_random_init),
                 interval(p.over_floor),
+                p.over_previous_step.map_or(String::new(), |g| g.points()),
                 p.seeds.to_string(),
                 p.pretrain_hours
                     .map_or("n/a".to_owned(), |h| format!("{h:.2}")),
@@ -172,6 +181,15 @@ impl CurveTable {
             number("over_floor_mean", |p| p.over_floor.map(|g| g.mean)),
             number("over_floor_low", |p| p.over_floor.map(|g| g.low)),
             number("over_floor_high", |p| p.over_floor.map(|g| g.high)),
+            number("over_previous_step_mean", |p| {
+                p.over_previous_step.map(|g| g.mean)
+            }),
+            number("over_previous_step_low", |p| {
+                p.over_previous_step.map(|g| g.low)
+            }),
+            number("over_previous_step_high", |p| {
+                p.over_previous_step.map(|g| g.high)
+            }),
             number("pretrain_hours", |p| p.pretrain_hours),
         ];
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -222,9 +240,14 @@ mod tests {
         );
         let md = table.to_markdown();
         assert!(
-            md.contains("| m | logistic | 10 | +2.0 [-3.0, +7.0] | -3.0 [-8.0, +2.0] | 3 | 0.20 |"),
+            md.contains(
+                "| m | logistic | 10 | +2.0 [-3.0, +7.0] | -3.0 [-8.0, +2.0] |  | 3 | 0.20 |"
+            ),
             "{md}"
         );
+        // Step 40 against step 10 of the same runs: +0.10, +0.12, +0.14.
+        let d = late.over_previous_step.unwrap();
+        assert!((d.mean - 0.12).abs() < 1e-12 && d.verdict() == "gain");
         // A member scored at one step has no curve.
         let single: Vec<SeedRun> = runs
             .iter()
