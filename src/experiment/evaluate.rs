@@ -11,7 +11,7 @@ use crate::results::ScoreRow;
 use crate::run::RunDir;
 use crate::spec::ExperimentSpec;
 
-use super::pipeline::{self, TaskFeatures};
+use super::eval_pipeline::{self, TaskFeatures};
 use super::{Report, Stage};
 
 /// Features, then (per stage) the floor, embeddings and probes; writes `features.json` and
@@ -32,7 +32,7 @@ pub(super) fn evaluate(
         .iter()
         .map(|t| {
             let _span = tracing::info_span!("features", task = %t.name).entered();
-            pipeline::task_features(spec, t, &feature_cache, progress)
+            eval_pipeline::task_features(spec, t, &feature_cache, progress)
         })
         .collect::<Result<Vec<_>>>()?;
     run.write_json("features.json", &feature_sizes(&features))?;
@@ -61,21 +61,21 @@ pub(super) fn evaluate(
     if matches!(stage, Stage::Floor | Stage::Probe | Stage::All) && spec.eval.floor {
         for f in &features {
             let _span = tracing::info_span!("floor", task = %f.task).entered();
-            scores.extend(pipeline::floor_scores(spec, &ctx, f)?);
+            scores.extend(eval_pipeline::floor_scores(spec, &ctx, f)?);
         }
     }
     if matches!(stage, Stage::Embed | Stage::Probe | Stage::All) {
         let embedding_cache = EmbeddingCache::new(cache_root.join("embeddings"));
         // Log-mels per front end: the spec's, and each external encoder's own (once each).
         let mut by_frontend = vec![(spec.frontend.clone(), features)];
-        for encoder in pipeline::encoders_to_evaluate(spec, &run.path)? {
+        for encoder in eval_pipeline::encoders_to_evaluate(spec, &run.path)? {
             let k = match by_frontend.iter().position(|(f, _)| *f == encoder.frontend) {
                 Some(k) => k,
                 None => {
                     let own = tasks
                         .iter()
                         .map(|t| {
-                            pipeline::task_features_with(
+                            eval_pipeline::task_features_with(
                                 spec,
                                 &encoder.frontend,
                                 t,
@@ -92,7 +92,7 @@ pub(super) fn evaluate(
                 let _span =
                     tracing::info_span!("evaluate", encoder = %encoder.name, task = %f.task)
                         .entered();
-                let embeddings = pipeline::task_embeddings(
+                let embeddings = eval_pipeline::task_embeddings(
                     spec,
                     &encoder,
                     f,
@@ -102,8 +102,8 @@ pub(super) fn evaluate(
                 )?;
                 if stage != Stage::Embed {
                     let mut rows =
-                        pipeline::embedding_scores(spec, &ctx, &encoder.name, f, &embeddings)?;
-                    rows.extend(pipeline::finetune_task_scores(
+                        eval_pipeline::embedding_scores(spec, &ctx, &encoder.name, f, &embeddings)?;
+                    rows.extend(eval_pipeline::finetune_task_scores(
                         spec, &ctx, &encoder, f, stats, progress,
                     )?);
                     scores.extend(rows.into_iter().map(|row| ScoreRow {
@@ -121,8 +121,8 @@ pub(super) fn evaluate(
                 };
                 for f in &by_frontend[0].1 {
                     let _span = tracing::info_span!("evaluate", encoder = %precomputed.name, task = %f.task).entered();
-                    let embeddings = pipeline::precomputed_embeddings(precomputed, f)?;
-                    scores.extend(pipeline::embedding_scores(
+                    let embeddings = eval_pipeline::precomputed_embeddings(precomputed, f)?;
+                    scores.extend(eval_pipeline::embedding_scores(
                         spec,
                         &ctx,
                         &precomputed.name,

@@ -16,12 +16,12 @@
 //!
 //! Below this layer the crate has two halves: pre-training ([`crate::train`], its
 //! checkpoints and metrics) and evaluation ([`crate::eval`], with the cached features and
-//! embeddings of [`crate::cache`]); [`pipeline`] holds the per-task steps that join the
+//! embeddings of [`crate::cache`]); [`eval_pipeline`] holds the per-task steps that join the
 //! data, the front end and the encoders for evaluation.
 
+pub mod eval_pipeline;
 mod evaluate;
 pub mod launch;
-pub mod pipeline;
 mod report;
 mod run_log;
 pub mod suite;
@@ -109,7 +109,7 @@ impl Experiment {
         let run = RunDir::create(loaded)?;
         run_log::log_to(&run.file("run.log"))?;
         tracing::info!("run {} in {}", run.id, run.path.display());
-        let stats = pipeline::normalization_stats(&loaded.spec, progress)?;
+        let stats = eval_pipeline::normalization_stats(&loaded.spec, progress)?;
         run.write_json("norm_stats.json", &stats)?;
         Ok(Self::opened(loaded, run, stats, tasks, false))
     }

@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::common::{pcm16, tone, write_wav};
 use slicer::cache::{FeatureCache, FeaturePrecision};
 use slicer::data::{pretrain_clips, PretrainSource, Split, Task, TaskConfig, TaskSource};
-use slicer::experiment::pipeline;
+use slicer::experiment::eval_pipeline;
 use slicer::progress::Silent;
 use slicer::spec::LoadedSpec;
 
@@ -197,7 +197,7 @@ fn smoke_stages_are_deterministic_and_cached() {
     let spec = &loaded.spec;
     let t = Task::from_config(&spec.data.tasks[0], spec.seed).unwrap();
     let cache = FeatureCache::new(out.path().join("cache"));
-    let first = pipeline::task_features(spec, &t, &cache, &Silent).unwrap();
+    let first = eval_pipeline::task_features(spec, &t, &cache, &Silent).unwrap();
     assert_eq!(
         first.splits.each_ref().map(|s| s.labels.len()),
         [30, 10, 20]
@@ -213,7 +213,7 @@ fn smoke_stages_are_deterministic_and_cached() {
         )
         .join("index.json");
     let stamp = std::fs::metadata(&cached).unwrap().modified().unwrap();
-    let second = pipeline::task_features(spec, &t, &cache, &Silent).unwrap();
+    let second = eval_pipeline::task_features(spec, &t, &cache, &Silent).unwrap();
     assert_eq!(second.splits, first.splits);
     assert_eq!(
         std::fs::metadata(&cached).unwrap().modified().unwrap(),
@@ -221,13 +221,16 @@ fn smoke_stages_are_deterministic_and_cached() {
         "a cache hit does not rewrite"
     );
 
-    let stats = pipeline::normalization_stats(spec, &Silent).unwrap();
-    assert_eq!(stats, pipeline::normalization_stats(spec, &Silent).unwrap());
+    let stats = eval_pipeline::normalization_stats(spec, &Silent).unwrap();
+    assert_eq!(
+        stats,
+        eval_pipeline::normalization_stats(spec, &Silent).unwrap()
+    );
     assert_eq!(stats.n_clips, 8);
     let reseeded = smoke(out.path(), &["seed=8"]);
     assert_ne!(
         stats,
-        pipeline::normalization_stats(&reseeded.spec, &Silent).unwrap()
+        eval_pipeline::normalization_stats(&reseeded.spec, &Silent).unwrap()
     );
 
     let ctx = slicer::eval::ScoreContext {
@@ -236,7 +239,7 @@ fn smoke_stages_are_deterministic_and_cached() {
         spec_hash: "0".into(),
         seed: 7,
     };
-    let floor = pipeline::floor_scores(spec, &ctx, &first).unwrap();
+    let floor = eval_pipeline::floor_scores(spec, &ctx, &first).unwrap();
     // 2 seeds x (linear: test, valid, train + linear_lape: test).
     assert_eq!(floor.len(), 2 * 4);
     assert!(floor

@@ -55,7 +55,8 @@ fn entries(dir: &Path) -> usize {
 #[ignore = "slow tier: end to end; run with `cargo test -- --ignored`"]
 fn two_ranks_stay_identical_on_their_own_shards_and_only_rank_0_writes() {
     let norm =
-        slicer::experiment::pipeline::normalization_stats(&smoke_spec("slicer"), &Silent).unwrap();
+        slicer::experiment::eval_pipeline::normalization_stats(&smoke_spec("slicer"), &Silent)
+            .unwrap();
     for method in ["slicer", "byol_a", "delores_s", "delores_m"] {
         let root = tempfile::tempdir().unwrap();
         let dirs: Vec<PathBuf> = (0..2)

@@ -265,7 +265,7 @@ fn streaming_the_corpus_trains_exactly_as_holding_it_in_memory() {
         )
         .unwrap();
         let spec = &loaded.spec;
-        let norm = slicer::experiment::pipeline::normalization_stats(spec, &Silent).unwrap();
+        let norm = slicer::experiment::eval_pipeline::normalization_stats(spec, &Silent).unwrap();
         let out = dir.path().join(loading);
         std::fs::create_dir(&out).unwrap();
         let device = candle_core::Device::Cpu;
