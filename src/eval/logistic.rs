@@ -138,12 +138,11 @@ impl Objective<'_> {
     /// so the values are bit-identical to it; [`LANES`] classes side by side stay in vector
     /// registers, where a per-class sum is one serial chain of additions.
     #[inline(always)]
-    fn logits(&self, w: &Transposed<'_>, row: &[f32], out: &mut [f64]) {
+    fn logits(&self, w: &Transposed<'_>, row: &[f64], out: &mut [f64]) {
         for (block, outs) in out.chunks_mut(LANES).enumerate() {
             let mut acc = [-0.0f64; LANES];
             let offset = block * LANES;
             for (&v, column) in row.iter().zip(w.w.chunks_exact(w.padded)) {
-                let v = f64::from(v);
                 let column: &[f64; LANES] = column[offset..offset + LANES]
                     .try_into()
                     .expect("padded to whole lanes");
@@ -165,10 +164,20 @@ impl Objective<'_> {
     fn chunk_loss_and_gradient(&self, wt: &Transposed<'_>, chunk: &[usize], g: &mut [f64]) -> f64 {
         let (dim, classes) = (self.dim, self.classes);
         let mut p = vec![0f64; ROW_BLOCK * classes];
+        // The block's rows widened to f64 once (exact), for the logits and every class's terms.
+        let mut wide = vec![0f64; ROW_BLOCK * dim];
         let mut loss = 0.0;
         for rows in chunk.chunks(ROW_BLOCK) {
-            for (&i, p) in rows.iter().zip(p.chunks_exact_mut(classes)) {
-                let row = &self.x[i * dim..(i + 1) * dim];
+            for (&i, row) in rows.iter().zip(wide.chunks_exact_mut(dim)) {
+                for (w, &v) in row.iter_mut().zip(&self.x[i * dim..(i + 1) * dim]) {
+                    *w = f64::from(v);
+                }
+            }
+            for ((&i, p), row) in rows
+                .iter()
+                .zip(p.chunks_exact_mut(classes))
+                .zip(wide.chunks_exact(dim))
+            {
                 self.logits(wt, row, p);
                 let max = p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let sum: f64 = p.iter().map(|v| (v - max).exp()).sum();
@@ -184,10 +193,7 @@ impl Objective<'_> {
                 continue;
             }
             let bias = classes * dim;
-            let x: Vec<&[f32]> = rows
-                .iter()
-                .map(|&i| &self.x[i * dim..(i + 1) * dim])
-                .collect();
+            let x: Vec<&[f64]> = wide.chunks_exact(dim).take(rows.len()).collect();
             for c in 0..classes {
                 let pc: Vec<f64> = (0..rows.len()).map(|b| p[b * classes + c]).collect();
                 for &pbc in &pc {
@@ -198,16 +204,16 @@ impl Objective<'_> {
                     let rows = x0.iter().zip(*x1).zip(*x2).zip(*x3);
                     for (gw, (((&a, &b), &c), &d)) in gc.iter_mut().zip(rows) {
                         let mut sum = *gw;
-                        sum += p0 * f64::from(a);
-                        sum += p1 * f64::from(b);
-                        sum += p2 * f64::from(c);
-                        sum += p3 * f64::from(d);
+                        sum += p0 * a;
+                        sum += p1 * b;
+                        sum += p2 * c;
+                        sum += p3 * d;
                         *gw = sum;
                     }
                 } else {
                     for (&pbc, xb) in pc.iter().zip(&x) {
                         for (gw, &v) in gc.iter_mut().zip(*xb) {
-                            *gw += pbc * f64::from(v);
+                            *gw += pbc * v;
                         }
                     }
                 }
@@ -282,13 +288,16 @@ impl Objective<'_> {
 
     fn accuracy(&self, w: &[f64]) -> f64 {
         let wt = Transposed::of(w, self.dim, self.classes);
-        let mut p = vec![0f64; self.classes];
+        let (mut p, mut wide) = (vec![0f64; self.classes], vec![0f64; self.dim]);
         let correct = self
             .x
             .chunks_exact(self.dim)
             .zip(self.y)
             .filter(|(row, &label)| {
-                self.logits(&wt, row, &mut p);
+                for (w, &v) in wide.iter_mut().zip(*row) {
+                    *w = f64::from(v);
+                }
+                self.logits(&wt, &wide, &mut p);
                 argmax(&p) == label
             })
             .count();
@@ -306,12 +315,40 @@ fn argmax(v: &[f64]) -> usize {
     best
 }
 
+#[inline(always)]
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// Minimises the penalised loss from `w` in place; returns the iterations used.
+/// Minimises the penalised loss from `w` in place; returns the iterations used. Compiled for
+/// the widest vector unit the processor has, as [`Objective::chunk_loss_and_gradient`]: the
+/// element-wise updates widen, the dot products keep their order, the bits stay the same.
 fn lbfgs(problem: &Objective<'_>, l2: f64, w: &mut [f64]) -> Result<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn avx512(problem: &Objective<'_>, l2: f64, w: &mut [f64]) -> Result<usize> {
+            lbfgs_steps(problem, l2, w)
+        }
+        #[target_feature(enable = "avx2")]
+        fn avx2(problem: &Objective<'_>, l2: f64, w: &mut [f64]) -> Result<usize> {
+            lbfgs_steps(problem, l2, w)
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the processor has AVX-512F (checked just above).
+            return unsafe { avx512(problem, l2, w) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor has AVX2 (checked just above).
+            return unsafe { avx2(problem, l2, w) };
+        }
+    }
+    lbfgs_steps(problem, l2, w)
+}
+
+/// The L-BFGS iterations of [`lbfgs`].
+#[inline(always)]
+fn lbfgs_steps(problem: &Objective<'_>, l2: f64, w: &mut [f64]) -> Result<usize> {
     let n = w.len();
     let mut grad = vec![0f64; n];
     let mut loss = problem.loss_and_gradient(w, l2, Some(&mut grad));
@@ -481,7 +518,8 @@ mod tests {
         let wt = Transposed::of(&w, 6, 3);
         let mut out = [0f64; 3];
         for row in x.chunks_exact(6) {
-            p.logits(&wt, row, &mut out);
+            let wide: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
+            p.logits(&wt, &wide, &mut out);
             for (c, &o) in out.iter().enumerate() {
                 let dot: f64 = w[c * 6..(c + 1) * 6]
                     .iter()
