@@ -8,7 +8,9 @@ use std::path::Path;
 
 use polars::prelude::Column;
 
-use super::seeds::{paired_differences, Interval, SeedRun, BASELINE_ENCODER, MEAN_TASK};
+use super::seeds::{
+    members_in_order, paired_differences, Interval, SeedRun, BASELINE_ENCODER, MEAN_TASK,
+};
 use crate::error::{Error, Result};
 use crate::results::{markdown_table, write_table};
 
@@ -46,14 +48,8 @@ pub fn curve_points(
     runs: &[SeedRun],
     pretrain_seconds: impl Fn(&str, u64, u64) -> Option<f64>,
 ) -> Vec<CurvePoint> {
-    let mut members: Vec<&str> = Vec::new();
-    for r in runs {
-        if !members.contains(&r.member.as_str()) {
-            members.push(&r.member);
-        }
-    }
     let mut points = Vec::new();
-    for member in members {
+    for member in members_in_order(runs) {
         let own: Vec<SeedRun> = runs
             .iter()
             .filter(|r| r.member == member)
@@ -106,6 +102,9 @@ pub fn curve_points(
     }
     points
 }
+
+/// One of a point's intervals.
+type IntervalField = fn(&CurvePoint) -> Option<Interval>;
 
 /// A suite's learning curves: [`CurvePoint`]s, written as Markdown and Parquet.
 #[derive(Debug, Clone, PartialEq)]
@@ -160,7 +159,7 @@ impl CurveTable {
         let number = |name: &str, f: fn(&CurvePoint) -> Option<f64>| {
             Column::new(name.into(), p.iter().map(f).collect::<Vec<_>>())
         };
-        let columns = vec![
+        let mut columns = vec![
             text("member", |p| p.member.clone()),
             text("encoder", |p| p.encoder.clone()),
             Column::new("step".into(), p.iter().map(|p| p.step).collect::<Vec<_>>()),
@@ -169,29 +168,22 @@ impl CurveTable {
                 "seeds".into(),
                 p.iter().map(|p| p.seeds as u64).collect::<Vec<_>>(),
             ),
-            number("over_random_init_mean", |p| {
-                p.over_random_init.map(|g| g.mean)
-            }),
-            number("over_random_init_low", |p| {
-                p.over_random_init.map(|g| g.low)
-            }),
-            number("over_random_init_high", |p| {
-                p.over_random_init.map(|g| g.high)
-            }),
-            number("over_floor_mean", |p| p.over_floor.map(|g| g.mean)),
-            number("over_floor_low", |p| p.over_floor.map(|g| g.low)),
-            number("over_floor_high", |p| p.over_floor.map(|g| g.high)),
-            number("over_previous_step_mean", |p| {
-                p.over_previous_step.map(|g| g.mean)
-            }),
-            number("over_previous_step_low", |p| {
-                p.over_previous_step.map(|g| g.low)
-            }),
-            number("over_previous_step_high", |p| {
-                p.over_previous_step.map(|g| g.high)
-            }),
             number("pretrain_hours", |p| p.pretrain_hours),
         ];
+        let intervals: [(&str, IntervalField); 3] = [
+            ("over_random_init", |p| p.over_random_init),
+            ("over_floor", |p| p.over_floor),
+            ("over_previous_step", |p| p.over_previous_step),
+        ];
+        for (name, field) in intervals {
+            let bound = |suffix: &str, f: fn(Interval) -> f64| {
+                let values: Vec<Option<f64>> = p.iter().map(|p| field(p).map(f)).collect();
+                Column::new(format!("{name}_{suffix}").into(), values)
+            };
+            columns.push(bound("mean", |g| g.mean));
+            columns.push(bound("low", |g| g.low));
+            columns.push(bound("high", |g| g.high));
+        }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         write_table(&dir.join("curve_table.parquet"), columns)?;
         crate::atomic::write(&dir.join("curve_table.md"), self.to_markdown().as_bytes())

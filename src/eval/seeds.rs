@@ -177,17 +177,22 @@ fn run_scores(scores: &[ScoreRow]) -> BTreeMap<Key, (f64, f64)> {
     out
 }
 
-/// The rows of every member of `runs`, in the order members first appear; tasks in the
-/// order the runs' scores list them, then [`MEAN_TASK`].
-pub fn seed_rows(runs: &[SeedRun]) -> Vec<SeedRow> {
+/// The members of `runs`, in the order they first appear.
+pub(super) fn members_in_order(runs: &[SeedRun]) -> Vec<&str> {
     let mut members: Vec<&str> = Vec::new();
     for r in runs {
         if !members.contains(&r.member.as_str()) {
             members.push(&r.member);
         }
     }
+    members
+}
+
+/// The rows of every member of `runs`, in the order members first appear; tasks in the
+/// order the runs' scores list them, then [`MEAN_TASK`].
+pub fn seed_rows(runs: &[SeedRun]) -> Vec<SeedRow> {
     let mut rows = Vec::new();
-    for member in members {
+    for member in members_in_order(runs) {
         let per_run: Vec<BTreeMap<Key, (f64, f64)>> = runs
             .iter()
             .filter(|r| r.member == member)
