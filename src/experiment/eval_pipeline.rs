@@ -340,12 +340,13 @@ fn checkpoints_to_evaluate(
             message: "no checkpoint to evaluate; pre-train first (--stage pretrain) or drop `pretrained` from eval.encoders".into(),
         });
     };
+    let kept = checkpoint::list(&root)?;
     let final_step = checkpoint::step_of(&latest)?;
     let method = spec.method.name();
     let mut out = Vec::new();
     for &step in spec.eval.at_steps.iter().filter(|&&s| s < final_step) {
         let dir = checkpoint::step_dir(&root, step);
-        if !checkpoint::list(&root)?.contains(&dir) {
+        if !kept.contains(&dir) {
             return Err(Error::Dataset {
                 path: dir,
                 message: format!("eval.at_steps names step {step}, but the run kept no checkpoint of it (runs keep those of eval.at_steps only when the spec names them before pre-training)"),
@@ -356,7 +357,8 @@ fn checkpoints_to_evaluate(
             dir,
         ));
     }
-    out.push(((method.to_owned(), final_step), latest));
+    let name = EvalConfig::name_at_step(method, final_step, final_step);
+    out.push(((name, final_step), latest));
     Ok(out)
 }
 
